@@ -1,0 +1,38 @@
+# Every target sets itself up on a fresh clone: only python3 (3.11+) and make are assumed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEV_STAMP := $(VENV)/.kinformer-dev
+RUN_STAMP := $(VENV)/.kinformer-run
+
+.PHONY: test demo lint typecheck unit clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check kinformer tests benchmarks examples
+
+typecheck: $(DEV_STAMP)
+	$(VENV)/bin/mypy --strict kinformer
+
+unit: $(DEV_STAMP)
+	$(VENV)/bin/pytest -q
+
+# pytest's exit code 5 (no tests collected) is non-zero, so make fails on it too.
+test: lint typecheck unit
+
+demo: $(RUN_STAMP)
+	$(VENV)/bin/kinformer demo $(DEMO_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,44 @@
+"""kinformer: asyncio-native Kubernetes informers.
+
+Reflector → DeltaFIFO → indexed cache → per-handler bounded queues, over plain dicts
+decoded once by orjson. See README.md for the tour and DESIGN notes in each module.
+"""
+
+from kinformer.errors import (
+    ApiError,
+    ExpiredError,
+    FIFOClosedError,
+    KeyFuncError,
+    KinformerError,
+    SelectorError,
+    TooLargeResourceVersionError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
+from kinformer.fifo import Delta, DeltaFIFO, DeltaType
+from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key, split_key
+from kinformer.selectors import FieldSelector, LabelSelector
+from kinformer.store import NAMESPACE_INDEX, Indexer, namespace_index_func
+
+__all__ = [
+    "NAMESPACE_INDEX",
+    "ApiError",
+    "DeletedFinalStateUnknown",
+    "Delta",
+    "DeltaFIFO",
+    "DeltaType",
+    "ExpiredError",
+    "FIFOClosedError",
+    "FieldSelector",
+    "Indexer",
+    "KeyFuncError",
+    "KinformerError",
+    "LabelSelector",
+    "SelectorError",
+    "TooLargeResourceVersionError",
+    "TooManyRequestsError",
+    "UnauthorizedError",
+    "meta_namespace_key",
+    "namespace_index_func",
+    "split_key",
+]

@@ -1,0 +1,342 @@
+"""`DeltaFIFO`: the queue between the reflector (producer) and the informer loop (consumer).
+
+Each key maps to the list of `Delta`s that happened to it since it was last popped; keys
+pop in the order they were first queued. What each operation emits (client-go semantics,
+with `EmitDeltaTypeReplaced`):
+
+- `add` / `update(obj)`: append `ADDED` / `UPDATED`.
+- `delete(obj)`: append `DELETED`, unless the key is neither queued nor in `known_objects`
+  (then it is dropped: a relist already reported it). Two trailing `DELETED`s collapse into
+  one, keeping the one that is not a `DeletedFinalStateUnknown` (the older if both are real).
+- `replace(objs, rv)`: `REPLACED` for every listed object; then, for every key queued or
+  known but not listed, `DELETED(DeletedFinalStateUnknown(key, last_known_obj))`.
+- `start_replace()` does the same page by page (a streamed relist, DESIGN decision 8):
+  `add_page` queues `REPLACED` for each listed object — skipping one whose resourceVersion
+  equals the newest state already queued or known, so a relist of an unchanged cache holds
+  no second copy — and `finish` computes the deletions after the last page. An aborted
+  session (list failed midway) queued only real states at least as new as the cache; its
+  deletions are never computed.
+- `resync()`: `SYNC` with the known object for every known key with nothing queued.
+- `transform` runs on every object entering the queue except tombstones and `SYNC` (which
+  re-emits an already transformed object); DELETED objects from a watch are transformed
+  too, so handlers always see transformed objects.
+
+`has_synced()` is true once the first replace has finished and every key it queued has been
+popped, or once any add/update/delete came first. `pop(process)` runs `process(deltas,
+is_in_initial_list)` (sync or async) under the queue lock, so the consumer's store and the
+queue change together: a replace cannot compute deletions between a pop and its store
+update. `close()` lets queued items drain; then `pop` raises `FIFOClosedError`.
+
+The lock and wake-up are an `asyncio.Lock` plus an `asyncio.Event` ("not empty or closed")
+rather than an `asyncio.Condition`: the same pattern, but `close()` can wake waiters from
+synchronous code, which `Condition.notify` (lock required) forbids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
+
+from kinformer.errors import FIFOClosedError
+from kinformer.objects import DeletedFinalStateUnknown, KeyFunc, meta_namespace_key
+
+
+class DeltaType(StrEnum):
+    ADDED = "Added"
+    UPDATED = "Updated"
+    DELETED = "Deleted"
+    REPLACED = "Replaced"
+    SYNC = "Sync"
+
+
+ADDED, UPDATED, DELETED, REPLACED, SYNC = (
+    DeltaType.ADDED, DeltaType.UPDATED, DeltaType.DELETED, DeltaType.REPLACED, DeltaType.SYNC,
+)
+
+
+class Delta(NamedTuple):
+    """One change: its type and the object's state after it (before it, for a deletion)."""
+
+    type: DeltaType
+    object: Any
+
+
+Deltas = list[Delta]
+
+
+class KnownObjects(Protocol):
+    """What the consumer already holds (an `Indexer`)."""
+
+    def list_keys(self) -> list[str]: ...
+
+    def get_by_key(self, key: str) -> Any | None: ...
+
+
+Transform = Callable[[Any], Any]
+ProcessFunc = Callable[[Deltas, bool], Awaitable[None] | None]
+
+
+def _rv(obj: Any) -> str:
+    try:
+        return str(obj["metadata"]["resourceVersion"] or "")
+    except (KeyError, TypeError):
+        return ""
+
+
+class DeltaFIFO:
+    """See the module docstring for exactly what each operation emits."""
+
+    def __init__(
+        self,
+        key_func: KeyFunc = meta_namespace_key,
+        known_objects: KnownObjects | None = None,
+        transform: Transform | None = None,
+    ) -> None:
+        self._key_func = key_func
+        self._known = known_objects
+        self._transform = transform
+        self._items: OrderedDict[str, Deltas] = OrderedDict()
+        self._lock = asyncio.Lock()
+        self._not_empty = asyncio.Event()
+        self._populated = False
+        self._initial_population_count = 0
+        self._counting_initial = False
+        self._closed = False
+
+    def key_of(self, obj: Any) -> str:
+        if isinstance(obj, DeletedFinalStateUnknown):
+            return obj.key
+        return self._key_func(obj)
+
+    # -- producer side --------------------------------------------------------------------
+
+    def _queue(self, kind: DeltaType, obj: Any, key: str) -> None:
+        """Append a delta; the caller holds the lock."""
+        if (
+            self._transform is not None
+            and kind is not SYNC
+            and not isinstance(obj, DeletedFinalStateUnknown)
+        ):
+            obj = self._transform(obj)
+        deltas = self._items.get(key)
+        if deltas is None:
+            self._items[key] = [Delta(kind, obj)]
+            if self._counting_initial:
+                self._initial_population_count += 1
+            self._not_empty.set()
+        elif kind is DELETED and deltas[-1].type is DELETED:
+            if isinstance(deltas[-1].object, DeletedFinalStateUnknown):
+                deltas[-1] = Delta(kind, obj)
+        else:
+            deltas.append(Delta(kind, obj))
+
+    async def add(self, obj: Any) -> None:
+        key = self.key_of(obj)
+        async with self._lock:
+            self._populated = True
+            self._queue(ADDED, obj, key)
+
+    async def update(self, obj: Any) -> None:
+        key = self.key_of(obj)
+        async with self._lock:
+            self._populated = True
+            self._queue(UPDATED, obj, key)
+
+    async def delete(self, obj: Any) -> None:
+        key = self.key_of(obj)
+        async with self._lock:
+            self._populated = True
+            if key not in self._items and (
+                self._known is None or self._known.get_by_key(key) is None
+            ):
+                return
+            self._queue(DELETED, obj, key)
+
+    async def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
+        """Atomically replace: REPLACED for every object, tombstones for the rest."""
+        async with self._lock:
+            session = ReplaceSession(self, skip_unchanged=False)
+            session._add_locked(objs)
+            session._finish_locked()
+
+    def start_replace(self, *, skip_unchanged: bool = True) -> ReplaceSession:
+        """Begin a streamed replace; see `ReplaceSession`."""
+        return ReplaceSession(self, skip_unchanged=skip_unchanged)
+
+    async def resync(self) -> None:
+        if self._known is None:
+            return
+        async with self._lock:
+            for key in self._known.list_keys():
+                if key in self._items:
+                    continue
+                obj = self._known.get_by_key(key)
+                if obj is not None:
+                    self._queue(SYNC, obj, key)
+
+    def close(self) -> None:
+        """Stop accepting waits: queued items still pop, then `pop` raises FIFOClosedError."""
+        self._closed = True
+        self._not_empty.set()
+
+    # -- consumer side --------------------------------------------------------------------
+
+    async def _wait_not_empty_locked(self) -> None:
+        while not self._items:
+            if self._closed:
+                raise FIFOClosedError("DeltaFIFO is closed")
+            self._not_empty.clear()
+            self._lock.release()
+            try:
+                await self._not_empty.wait()
+            finally:
+                await self._lock.acquire()
+
+    def _pop_locked(self) -> tuple[Deltas, bool]:
+        _, deltas = self._items.popitem(last=False)
+        is_initial = not (self._populated and self._initial_population_count == 0)
+        if self._initial_population_count > 0:
+            self._initial_population_count -= 1
+        return deltas, is_initial
+
+    async def pop(self, process: ProcessFunc | None = None) -> Deltas:
+        """Wait for an item, pop it, run `process` on it under the lock, return its deltas."""
+        async with self._lock:
+            await self._wait_not_empty_locked()
+            deltas, is_initial = self._pop_locked()
+            if process is not None:
+                result = process(deltas, is_initial)
+                if inspect.isawaitable(result):
+                    await result
+            return deltas
+
+    async def pop_batch(self, process: ProcessFunc | None = None, max_items: int = 256) -> list[Deltas]:
+        """Like `pop`, but pops up to `max_items` keys in one wake-up (in queue order)."""
+        async with self._lock:
+            await self._wait_not_empty_locked()
+            popped: list[Deltas] = []
+            items = self._items
+            while items and len(popped) < max_items:
+                deltas, is_initial = self._pop_locked()
+                popped.append(deltas)
+                if process is not None:
+                    result = process(deltas, is_initial)
+                    if inspect.isawaitable(result):
+                        await result
+            return popped
+
+    # -- readers --------------------------------------------------------------------------
+
+    def has_synced(self) -> bool:
+        return self._populated and self._initial_population_count == 0
+
+    def list(self) -> list[Any]:
+        """The newest object of every queued key."""
+        return [deltas[-1].object for deltas in self._items.values()]
+
+    def list_keys(self) -> builtins.list[str]:
+        return list(self._items)
+
+    def get_by_key(self, key: str) -> Deltas | None:
+        deltas = self._items.get(key)
+        return list(deltas) if deltas is not None else None
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def len(self) -> int:
+        return len(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ReplaceSession:
+    """One streamed replace: `await add_page(objs)` per list page, then `await finish(rv)`.
+
+    Invariant: `_listed` holds every key seen in this session (keys only, never objects),
+    so `finish` can emit tombstones for keys queued or known but not listed. If the first
+    replace is streamed, every key it newly queues counts towards the initial population,
+    so `has_synced` waits for all of them even though pops interleave with pages.
+    """
+
+    def __init__(self, fifo: DeltaFIFO, *, skip_unchanged: bool) -> None:
+        self._fifo = fifo
+        self._skip_unchanged = skip_unchanged
+        self._listed: set[str] = set()
+        self._initial = not fifo._populated
+        self._done = False
+
+    @property
+    def listed_count(self) -> int:
+        return len(self._listed)
+
+    def _unchanged(self, key: str, obj: Any) -> bool:
+        rv = _rv(obj)
+        if not rv:
+            return False
+        fifo = self._fifo
+        deltas = fifo._items.get(key)
+        if deltas is not None:
+            newest = deltas[-1]
+            if newest.type is DELETED:
+                return False
+            current = newest.object
+        elif fifo._known is not None:
+            current = fifo._known.get_by_key(key)
+            if current is None:
+                return False
+        else:
+            return False
+        return _rv(current) == rv
+
+    def _add_locked(self, objs: Iterable[Any]) -> None:
+        fifo = self._fifo
+        fifo._counting_initial = self._initial
+        try:
+            for obj in objs:
+                key = fifo.key_of(obj)
+                self._listed.add(key)
+                if self._skip_unchanged and self._unchanged(key, obj):
+                    continue
+                fifo._queue(REPLACED, obj, key)
+        finally:
+            fifo._counting_initial = False
+
+    def _finish_locked(self) -> None:
+        fifo = self._fifo
+        listed = self._listed
+        fifo._counting_initial = self._initial
+        try:
+            for key in [k for k in fifo._items if k not in listed]:
+                newest = fifo._items[key][-1].object
+                if isinstance(newest, DeletedFinalStateUnknown):
+                    newest = newest.obj
+                fifo._queue(DELETED, DeletedFinalStateUnknown(key, newest), key)
+            if fifo._known is not None:
+                for key in fifo._known.list_keys():
+                    if key in listed or key in fifo._items:
+                        continue
+                    fifo._queue(DELETED, DeletedFinalStateUnknown(key, fifo._known.get_by_key(key)), key)
+        finally:
+            fifo._counting_initial = False
+        fifo._populated = True
+        self._done = True
+        self._listed = set()
+
+    async def add_page(self, objs: Iterable[Any]) -> None:
+        if self._done:
+            raise RuntimeError("replace session already finished")
+        async with self._fifo._lock:
+            self._add_locked(objs)
+
+    async def finish(self, resource_version: str = "") -> None:
+        if self._done:
+            raise RuntimeError("replace session already finished")
+        async with self._fifo._lock:
+            self._finish_locked()

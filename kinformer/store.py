@@ -1,0 +1,189 @@
+"""`Indexer`: the informer's cache — objects by key, plus named secondary indices.
+
+Invariants (as client-go's `threadSafeMap` / `storeIndex`):
+- `_items[key]` is the latest object for `key`; `_indices[name][value]` is exactly the set
+  of keys whose object's index function returned `value`. A value whose key set becomes
+  empty is removed, so `list_index_func_values` never reports a value with no objects.
+- An update re-indexes only when an index function's values changed.
+- Writes come from the event loop; reads may come from any thread (a sync endpoint in a
+  thread pool). One `threading.Lock` guards every map; it is never held across an await.
+- Objects are stored as given (no copy): callers must not mutate what they put or get.
+- An unknown index name raises `KeyError`; `add_indexers` with an existing name raises
+  `IndexerConflictError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from kinformer.errors import IndexerConflictError
+from kinformer.objects import KeyFunc, meta_namespace_key, namespace
+
+IndexFunc = Callable[[Any], list[str]]
+"""Maps an object to the index values it should be found under."""
+
+Indexers = Mapping[str, IndexFunc]
+
+NAMESPACE_INDEX = "namespace"
+
+
+def namespace_index_func(obj: Any) -> list[str]:
+    """Index objects by `metadata.namespace` (cluster-scoped objects under "")."""
+    return [namespace(obj)]
+
+
+class Indexer:
+    """A thread-safe keyed store with secondary indices. See the module docstring."""
+
+    def __init__(
+        self, key_func: KeyFunc = meta_namespace_key, indexers: Indexers | None = None
+    ) -> None:
+        self._key_func = key_func
+        self._lock = threading.Lock()
+        self._items: dict[str, Any] = {}
+        self._indexers: dict[str, IndexFunc] = dict(indexers or {})
+        self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
+        self._resource_version = ""
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def add(self, obj: Any) -> None:
+        self.update(obj)
+
+    def update(self, obj: Any) -> None:
+        key = self._key_func(obj)
+        with self._lock:
+            old = self._items.get(key)
+            self._items[key] = obj
+            if self._indexers:
+                self._update_indices(old, obj, key)
+
+    def delete(self, obj: Any) -> None:
+        self.delete_key(self._key_func(obj))
+
+    def delete_key(self, key: str) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None and self._indexers:
+                self._update_indices(old, None, key)
+
+    def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
+        """Make the store hold exactly `objs`, rebuilding every index."""
+        items = {self._key_func(obj): obj for obj in objs}
+        with self._lock:
+            self._items = items
+            self._indices = {name: {} for name in self._indexers}
+            for key, obj in items.items():
+                self._update_indices(None, obj, key)
+            self._resource_version = resource_version
+
+    def resync(self) -> None:
+        """Nothing to do: the store has no upstream. Present for the Store protocol."""
+
+    def add_indexers(self, indexers: Indexers) -> None:
+        """Add indices; existing items are indexed at once."""
+        with self._lock:
+            clash = sorted(set(indexers) & set(self._indexers))
+            if clash:
+                raise IndexerConflictError(f"indexer conflict: {', '.join(clash)}")
+            for name, func in indexers.items():
+                self._indexers[name] = func
+                index: dict[str, set[str]] = {}
+                self._indices[name] = index
+                for key, obj in self._items.items():
+                    for value in func(obj):
+                        index.setdefault(value, set()).add(key)
+
+    def _update_indices(self, old: Any, new: Any, key: str) -> None:
+        for name, func in self._indexers.items():
+            old_values = func(old) if old is not None else []
+            new_values = func(new) if new is not None else []
+            if old_values == new_values:
+                continue
+            index = self._indices[name]
+            for value in old_values:
+                keys = index.get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del index[value]
+            for value in new_values:
+                keys = index.get(value)
+                if keys is None:
+                    index[value] = {key}
+                else:
+                    keys.add(key)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, obj: Any) -> Any | None:
+        return self.get_by_key(self._key_func(obj))
+
+    def get_by_key(self, key: str) -> Any | None:
+        # A single dict lookup is atomic under the GIL; no lock needed.
+        return self._items.get(key)
+
+    def list(self) -> list[Any]:
+        with self._lock:
+            return list(self._items.values())
+
+    def list_keys(self) -> builtins.list[str]:
+        with self._lock:
+            return list(self._items)
+
+    def items(self) -> builtins.list[tuple[str, Any]]:
+        with self._lock:
+            return list(self._items.items())
+
+    @property
+    def last_resource_version(self) -> str:
+        """The resourceVersion given to the last `replace`."""
+        return self._resource_version
+
+    def _index(self, name: str) -> tuple[IndexFunc, dict[str, set[str]]]:
+        func = self._indexers.get(name)
+        if func is None:
+            raise KeyError(f"index with name {name!r} does not exist")
+        return func, self._indices[name]
+
+    def index(self, name: str, obj: Any) -> builtins.list[Any]:
+        """Objects sharing any of `obj`'s values of index `name`."""
+        with self._lock:
+            func, index = self._index(name)
+            values = func(obj)
+            keys: set[str] = set()
+            for value in values:
+                keys |= index.get(value, set())
+            return [self._items[k] for k in keys]
+
+    def index_keys(self, name: str, value: str) -> builtins.list[str]:
+        with self._lock:
+            _, index = self._index(name)
+            return list(index.get(value, ()))
+
+    def by_index(self, name: str, value: str) -> builtins.list[Any]:
+        with self._lock:
+            _, index = self._index(name)
+            return [self._items[k] for k in index.get(value, ())]
+
+    def list_index_func_values(self, name: str) -> builtins.list[str]:
+        with self._lock:
+            _, index = self._index(name)
+            return list(index)
+
+    def get_indexers(self) -> dict[str, IndexFunc]:
+        with self._lock:
+            return dict(self._indexers)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key_or_obj: object) -> bool:
+        key = key_or_obj if isinstance(key_or_obj, str) else self._key_func(key_or_obj)
+        return key in self._items
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.list())

@@ -1,0 +1,1 @@
+"""Test support: a protocol-faithful fake API server, pytest fixtures, hypothesis strategies."""

@@ -1,0 +1,1 @@
+"""pytest plugin registered by kinformer's entry point: fixtures for users' operator tests."""
