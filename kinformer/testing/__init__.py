@@ -1,1 +1,14 @@
-"""Test support: a protocol-faithful fake API server, pytest fixtures, hypothesis strategies."""
+"""Test support: a protocol-faithful fake API server, pytest fixtures, object generators."""
+
+from kinformer.testing.generators import make_configmap, make_deployment, make_namespace, make_pod
+from kinformer.testing.server import INITIAL_EVENTS_END, FakeApiServer, RecordedRequest
+
+__all__ = [
+    "INITIAL_EVENTS_END",
+    "FakeApiServer",
+    "RecordedRequest",
+    "make_configmap",
+    "make_deployment",
+    "make_namespace",
+    "make_pod",
+]

@@ -1,0 +1,3 @@
+from kinformer.testing.server import main
+
+main()
