@@ -4,6 +4,7 @@ Reflector → DeltaFIFO → indexed cache → per-handler bounded queues, over p
 decoded once by orjson. See README.md for the tour and DESIGN notes in each module.
 """
 
+from kinformer.backoff import Backoff
 from kinformer.errors import (
     ApiError,
     ExpiredError,
@@ -16,13 +17,17 @@ from kinformer.errors import (
     UnauthorizedError,
 )
 from kinformer.fifo import Delta, DeltaFIFO, DeltaType
+from kinformer.listwatch import ListWatch
 from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key, split_key
+from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats
+from kinformer.resources import Resource
 from kinformer.selectors import FieldSelector, LabelSelector
 from kinformer.store import NAMESPACE_INDEX, Indexer, namespace_index_func
 
 __all__ = [
     "NAMESPACE_INDEX",
     "ApiError",
+    "Backoff",
     "DeletedFinalStateUnknown",
     "Delta",
     "DeltaFIFO",
@@ -34,6 +39,11 @@ __all__ = [
     "KeyFuncError",
     "KinformerError",
     "LabelSelector",
+    "ListWatch",
+    "Reflector",
+    "ReflectorConfig",
+    "ReflectorStats",
+    "Resource",
     "SelectorError",
     "TooLargeResourceVersionError",
     "TooManyRequestsError",

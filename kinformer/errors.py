@@ -141,3 +141,11 @@ def api_error_from_status(
     else:
         cls = ApiError
     return cls(code, reason, message, **kwargs)
+
+
+class ConnectionFailedError(KinformerError):
+    """The API server could not be reached (refused, reset, DNS, TLS)."""
+
+
+class WatchDroppedError(KinformerError):
+    """A watch connection ended without the chunked stream's clean end."""

@@ -5,6 +5,7 @@ pop in the order they were first queued. What each operation emits (client-go se
 with `EmitDeltaTypeReplaced`):
 
 - `add` / `update(obj)`: append `ADDED` / `UPDATED`.
+- `apply(changes)`: the three above for a batch, under one lock acquisition.
 - `delete(obj)`: append `DELETED`, unless the key is neither queued nor in `known_objects`
   (then it is dropped: a relist already reported it). Two trailing `DELETED`s collapse into
   one, keeping the one that is not a `DeletedFinalStateUnknown` (the older if both are real).
@@ -135,27 +136,37 @@ class DeltaFIFO:
         else:
             deltas.append(Delta(kind, obj))
 
-    async def add(self, obj: Any) -> None:
+    def _event_locked(self, kind: DeltaType, obj: Any) -> None:
         key = self.key_of(obj)
+        if (
+            kind is DELETED
+            and key not in self._items
+            and (self._known is None or self._known.get_by_key(key) is None)
+        ):
+            return
+        self._queue(kind, obj, key)
+
+    async def add(self, obj: Any) -> None:
         async with self._lock:
             self._populated = True
-            self._queue(ADDED, obj, key)
+            self._event_locked(ADDED, obj)
 
     async def update(self, obj: Any) -> None:
-        key = self.key_of(obj)
         async with self._lock:
             self._populated = True
-            self._queue(UPDATED, obj, key)
+            self._event_locked(UPDATED, obj)
 
     async def delete(self, obj: Any) -> None:
-        key = self.key_of(obj)
         async with self._lock:
             self._populated = True
-            if key not in self._items and (
-                self._known is None or self._known.get_by_key(key) is None
-            ):
-                return
-            self._queue(DELETED, obj, key)
+            self._event_locked(DELETED, obj)
+
+    async def apply(self, changes: Iterable[tuple[DeltaType, Any]]) -> None:
+        """`add`/`update`/`delete` of a batch (a watch burst) under one lock acquisition."""
+        async with self._lock:
+            self._populated = True
+            for kind, obj in changes:
+                self._event_locked(kind, obj)
 
     async def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Atomically replace: REPLACED for every object, tombstones for the rest."""

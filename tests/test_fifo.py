@@ -303,3 +303,11 @@ async def test_streamed_initial_replace_has_synced_with_interleaved_pops() -> No
     await session.finish("1")
     assert f.has_synced()
     assert sorted(store.list_keys()) == ["default/a", "default/b", "default/c"]
+
+
+async def test_apply_batches_events_with_delete_rules() -> None:
+    f = DeltaFIFO(known_objects=known(obj("k")))
+    a1, a2 = obj("a", rv=1), obj("a", rv=2)
+    await f.apply([(A, a1), (U, a2), (D, obj("ghost")), (D, obj("k"))])
+    assert await drain(f) == [[Delta(A, a1), Delta(U, a2)], [Delta(D, obj("k"))]]
+    assert f.has_synced()

@@ -17,6 +17,7 @@ What it serves (each point is what kube-apiserver does; see the README's protoco
   and bookmarks, else 422) ending with the BOOKMARK annotated
   `k8s.io/initial-events-end: "true"`; an RV older than history → an ERROR event with a
   410 Expired Status, as the watch cache sends it.
+- Metadata-only: an `Accept` with `as=PartialObjectMetadata(List)` gets PartialObjectMetadata.
 - Faults, all deterministic: `drop_watches()`, `drop_watches_after(k)`, `compact()`,
   `fail_next(n, code, retry_after=, verbs=)`, `malformed_lines(n)`, `stall_watches()`,
   `slow_writes(seconds)`. `requests` records every resource request (verb, path, query).
@@ -81,6 +82,10 @@ class _Faults:
     stalled: bool = False
     write_delay: float = 0.0
     failures: list[_Failure] = field(default_factory=list)
+
+
+def _partial(obj: Obj) -> Obj:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
 
 
 def status_body(code: int, reason: str, message: str, **extra: Any) -> Obj:
@@ -374,10 +379,11 @@ class FakeApiServer:
         self.requests.append(RecordedRequest(verb, request.path, params))
         self._check_failure(verb)
         cluster = self.cluster
+        metadata_only = "as=PartialObjectMetadata" in request.headers.get("Accept", "")
         if verb == "list":
-            return self._json(self._list(resource, namespace, params))
+            return self._json(self._list(resource, namespace, params, metadata_only))
         if verb == "watch":
-            return await self._watch(request, resource, namespace, params)
+            return await self._watch(request, resource, namespace, params, metadata_only)
         if verb == "get" and name is not None:
             return self._json(cluster.get(resource, name, namespace))
         if verb == "create" and name is None:
@@ -440,7 +446,8 @@ class FakeApiServer:
 
     # -- LIST -----------------------------------------------------------------------------
 
-    def _list(self, resource: Resource, namespace: str | None, params: dict[str, str]) -> Obj:
+    def _list(self, resource: Resource, namespace: str | None, params: dict[str, str],
+              metadata_only: bool = False) -> Obj:
         cluster = self.cluster
         labels, fields = self._selectors(resource, params)
         rv_param = params.get("resourceVersion")
@@ -504,7 +511,12 @@ class FakeApiServer:
             index += 1
             if not matches(obj):
                 continue
-            items.append({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} if builtin else obj)
+            if metadata_only:
+                items.append(_partial(obj))
+            elif builtin:
+                items.append({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")})
+            else:
+                items.append(obj)
             if limit and len(items) >= limit:
                 next_key = key
                 break
@@ -514,12 +526,15 @@ class FakeApiServer:
             if not selecting:
                 end = n if namespace is None else page_start(keys, f"{namespace}/\x7f")
                 meta["remainingItemCount"] = end - index
+        if metadata_only:
+            return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                    "items": items}
         return {"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": meta, "items": items}
 
     # -- WATCH ----------------------------------------------------------------------------
 
     async def _watch(self, request: web.Request, resource: Resource, namespace: str | None,
-                     params: dict[str, str]) -> web.StreamResponse:
+                     params: dict[str, str], metadata_only: bool = False) -> web.StreamResponse:
         labels, fields = self._selectors(resource, params)
         rv_param = params.get("resourceVersion")
         bookmarks = params.get("allowWatchBookmarks") in _TRUE
@@ -549,7 +564,7 @@ class FakeApiServer:
         self._watches.add(watch)
         try:
             await self._stream(watch, response, namespace, labels, fields, cursor, bookmarks,
-                               send_initial, timeout)
+                               send_initial, timeout, metadata_only)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -562,7 +577,7 @@ class FakeApiServer:
 
     async def _stream(self, watch: _Watch, response: web.StreamResponse, namespace: str | None,
                       labels: LabelSelector, fields: FieldSelector, cursor: int | None, bookmarks: bool,
-                      send_initial: bool, timeout: float) -> None:
+                      send_initial: bool, timeout: float, metadata_only: bool) -> None:
         cluster, resource = self.cluster, watch.resource
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -581,6 +596,8 @@ class FakeApiServer:
             if faults.malformed and kind != "BOOKMARK":
                 faults.malformed -= 1
                 await response.write(b'{"type":"MODIFIED","object":{"metadata":\n')
+            if metadata_only and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = _partial(obj)
             await response.write(orjson.dumps({"type": kind, "object": obj}) + b"\n")
             if kind != "BOOKMARK":
                 watch.sent += 1

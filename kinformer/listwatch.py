@@ -1,0 +1,304 @@
+"""`ListWatch`: paged LIST and streaming WATCH of one resource, as raw JSON decoded once.
+
+Invariants:
+- Requests go through the `kubernetes_asyncio` `ApiClient` (its config, auth and TLS) with
+  `_preload_content=False`; kinformer reads the bytes and decodes them with orjson once.
+- Every object handed out is complete: list items of built-in kinds, which the server
+  sends without kind/apiVersion, get them from the list; `metadata.managedFields` is
+  removed at decode unless `keep_managed_fields=True` (it is often half of an object).
+- A non-2xx answer becomes the `ApiError` subclass for its Status (errors.py), carrying
+  `Retry-After`; an unreachable server becomes `ConnectionFailedError`.
+- A watch is an async context manager: leaving it (normally, by error or cancellation)
+  closes the HTTP response. Iterating it yields *batches* of events, one per network read,
+  so the consumer can apply a burst under one lock. A malformed line raises `DecodeError`
+  after the good events before it were yielded; a dead connection (no byte for
+  `idle_timeout`) raises `WatchIdleTimeoutError`; a cut stream raises `WatchDroppedError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import aiohttp
+import orjson
+
+from kinformer.errors import (
+    ConnectionFailedError,
+    DecodeError,
+    WatchDroppedError,
+    WatchIdleTimeoutError,
+    api_error_from_status,
+)
+from kinformer.resources import Resource
+
+DEFAULT_PAGE_SIZE = 500
+ACCEPT_JSON = "application/json"
+ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+_OBJECT_EVENTS = frozenset(("ADDED", "MODIFIED", "DELETED"))
+
+
+class WatchEvent(NamedTuple):
+    type: str  # ADDED / MODIFIED / DELETED / BOOKMARK / ERROR
+    object: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ListPage:
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str
+    remaining_item_count: int | None
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    if 200 <= response.status < 300:
+        return
+    try:
+        body = await response.read()
+        status = orjson.loads(body) if body else None
+    except (orjson.JSONDecodeError, aiohttp.ClientError):
+        status = None
+    finally:
+        response.release()
+    if not isinstance(status, dict) or status.get("kind") != "Status":
+        status = {"message": f"HTTP {response.status} {response.reason or ''}".strip()}
+    raise api_error_from_status(response.status, status, _retry_after(response.headers))
+
+
+class ListWatch:
+    """List and watch one resource (optionally one namespace, selectors, metadata only)."""
+
+    def __init__(
+        self,
+        api_client: Any,
+        resource: Resource,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        *,
+        metadata_only: bool = False,
+        keep_managed_fields: bool = False,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        self.api_client = api_client
+        self.resource = resource
+        self.namespace = namespace if resource.namespaced else None
+        self.label_selector = label_selector or None
+        self.field_selector = field_selector or None
+        self.metadata_only = metadata_only
+        self.keep_managed_fields = keep_managed_fields
+        self.page_size = page_size
+        self.path = resource.collection_path(self.namespace)
+        if metadata_only:
+            self._item_kind, self._item_api_version = "PartialObjectMetadata", "meta.k8s.io/v1"
+        else:
+            self._item_kind, self._item_api_version = resource.kind, resource.api_version
+
+    def __repr__(self) -> str:
+        return f"ListWatch({self.resource}, namespace={self.namespace!r})"
+
+    def _selector_params(self) -> list[tuple[str, str]]:
+        params = []
+        if self.label_selector:
+            params.append(("labelSelector", self.label_selector))
+        if self.field_selector:
+            params.append(("fieldSelector", self.field_selector))
+        return params
+
+    async def _get(self, params: Sequence[tuple[str, str]], accept: str,
+                   timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
+        try:
+            response: aiohttp.ClientResponse = await self.api_client.call_api(
+                self.path, "GET", query_params=list(params), header_params={"Accept": accept},
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
+            )
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise ConnectionFailedError(f"cannot reach the API server for {self.resource}: {exc}") from exc
+        except TimeoutError as exc:
+            raise ConnectionFailedError(f"timed out connecting to the API server for {self.resource}") from exc
+        await _raise_for_status(response)
+        return response
+
+    # -- LIST -----------------------------------------------------------------------------
+
+    async def list_pages(
+        self, resource_version: str | None = "", *, resource_version_match: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[ListPage]:
+        """Yield the pages of one consistent list (following `continue`).
+
+        Every page shares the first page's resourceVersion. A 410 on a continue token
+        raises `ExpiredError`: the caller relists from scratch.
+        """
+        page_size = self.page_size if limit is None else limit
+        params = self._selector_params()
+        if page_size:
+            params.append(("limit", str(page_size)))
+        first = list(params)
+        if resource_version is not None:
+            first.append(("resourceVersion", resource_version))
+            if resource_version_match and resource_version not in ("", "0"):
+                first.append(("resourceVersionMatch", resource_version_match))
+        accept = ACCEPT_METADATA_LIST if self.metadata_only else ACCEPT_JSON
+        request = first
+        while True:
+            response = await self._get(request, accept)
+            try:
+                body = await response.read()
+            except aiohttp.ClientError as exc:
+                raise WatchDroppedError(f"list of {self.resource} was cut: {exc}") from exc
+            finally:
+                response.release()
+            page = self._decode_list(body)
+            yield page
+            if not page.continue_token:
+                return
+            request = [*params, ("continue", page.continue_token)]
+
+    def _decode_list(self, body: bytes) -> ListPage:
+        try:
+            data = orjson.loads(body)
+            meta = data["metadata"]
+            items = data.get("items") or []
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise DecodeError(f"list of {self.resource} is not a valid list body ({len(body)} bytes)") from None
+        kind, api_version, keep = self._item_kind, self._item_api_version, self.keep_managed_fields
+        for item in items:
+            if "kind" not in item:
+                item["kind"] = kind
+                item["apiVersion"] = api_version
+            if not keep:
+                item_meta = item.get("metadata")
+                if item_meta is not None:
+                    item_meta.pop("managedFields", None)
+        remaining = meta.get("remainingItemCount")
+        return ListPage(items, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or ""),
+                        int(remaining) if remaining is not None else None)
+
+    async def list(self, resource_version: str | None = "") -> tuple[list[dict[str, Any]], str]:
+        """All items (paged) and the list's resourceVersion."""
+        items: list[dict[str, Any]] = []
+        rv = ""
+        async for page in self.list_pages(resource_version):
+            items.extend(page.items)
+            rv = page.resource_version
+        return items, rv
+
+    # -- WATCH ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self,
+        resource_version: str | None,
+        timeout_seconds: int | None = None,
+        *,
+        send_initial_events: bool = False,
+        allow_bookmarks: bool = True,
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[WatchStream]:
+        """Open a watch; `async with lw.watch(rv, 300) as stream: async for batch in stream`."""
+        params = [("watch", "true"), *self._selector_params()]
+        if resource_version is not None:
+            params.append(("resourceVersion", resource_version))
+        if allow_bookmarks or send_initial_events:
+            params.append(("allowWatchBookmarks", "true"))
+        if timeout_seconds:
+            params.append(("timeoutSeconds", str(int(timeout_seconds))))
+        if send_initial_events:
+            params.append(("sendInitialEvents", "true"))
+            params.append(("resourceVersionMatch", "NotOlderThan"))
+        if idle_timeout is None and timeout_seconds:
+            idle_timeout = timeout_seconds + 30.0
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=idle_timeout)
+        accept = ACCEPT_METADATA if self.metadata_only else ACCEPT_JSON
+        response = await self._get(params, accept, timeout)
+        try:
+            yield WatchStream(self, response, idle_timeout)
+        finally:
+            response.close()
+
+    def decode_event(self, line: bytes) -> WatchEvent:
+        """One watch line → `WatchEvent`; `DecodeError` (without the body) if it is not one."""
+        try:
+            event = orjson.loads(line)
+            kind = event["type"]
+            obj = event["object"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise DecodeError(f"malformed watch event line ({len(line)} bytes)") from None
+        if not isinstance(obj, dict):
+            raise DecodeError(f"watch event {kind!r} has no object")
+        if kind in _OBJECT_EVENTS:
+            meta = obj.get("metadata")
+            if not isinstance(meta, dict) or not meta.get("name") or not meta.get("resourceVersion"):
+                raise DecodeError(f"watch event {kind} carries an object without metadata.name/resourceVersion")
+            if not self.keep_managed_fields:
+                meta.pop("managedFields", None)
+        elif kind not in ("BOOKMARK", "ERROR"):
+            raise DecodeError(f"unknown watch event type {kind!r}")
+        return WatchEvent(kind, obj)
+
+
+class WatchStream:
+    """The events of one open watch, in batches (see the module docstring)."""
+
+    def __init__(self, list_watch: ListWatch, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
+        self._decode = list_watch.decode_event
+        self._content = response.content
+        self._idle_timeout = idle_timeout
+        self._buffer = b""
+        self._pending: BaseException | None = None
+        self.bytes_read = 0
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> list[WatchEvent]:
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
+        while True:
+            try:
+                chunk = await self._content.readany()
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise WatchIdleTimeoutError(
+                    f"no data on the watch for {self._idle_timeout} s: treating the connection as dead"
+                ) from None
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
+                raise WatchDroppedError(f"watch connection dropped: {exc}") from exc
+            if not chunk:
+                if self._buffer:
+                    raise WatchDroppedError("watch ended in the middle of an event")
+                raise StopAsyncIteration
+            self.bytes_read += len(chunk)
+            if self._buffer:
+                chunk = self._buffer + chunk
+            lines = chunk.split(b"\n")
+            self._buffer = lines.pop()
+            events: list[WatchEvent] = []
+            decode = self._decode
+            for line in lines:
+                if not line:
+                    continue
+                try:
+                    events.append(decode(line))
+                except DecodeError as exc:
+                    if not events:
+                        raise
+                    self._pending = exc
+                    return events
+            if events:
+                return events
