@@ -16,7 +16,10 @@ from kinformer.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from kinformer.factory import InformerFactory
 from kinformer.fifo import Delta, DeltaFIFO, DeltaType
+from kinformer.informer import Event, EventHandlerRegistration, EventStream, SharedIndexInformer
+from kinformer.lister import Lister
 from kinformer.listwatch import ListWatch
 from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key, split_key
 from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats
@@ -32,19 +35,25 @@ __all__ = [
     "Delta",
     "DeltaFIFO",
     "DeltaType",
+    "Event",
+    "EventHandlerRegistration",
+    "EventStream",
     "ExpiredError",
     "FIFOClosedError",
     "FieldSelector",
     "Indexer",
+    "InformerFactory",
     "KeyFuncError",
     "KinformerError",
     "LabelSelector",
     "ListWatch",
+    "Lister",
     "Reflector",
     "ReflectorConfig",
     "ReflectorStats",
     "Resource",
     "SelectorError",
+    "SharedIndexInformer",
     "TooLargeResourceVersionError",
     "TooManyRequestsError",
     "UnauthorizedError",

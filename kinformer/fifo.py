@@ -108,6 +108,7 @@ class DeltaFIFO:
         self._initial_population_count = 0
         self._counting_initial = False
         self._closed = False
+        self._synced = asyncio.Event()
 
     def key_of(self, obj: Any) -> str:
         if isinstance(obj, DeletedFinalStateUnknown):
@@ -150,16 +151,19 @@ class DeltaFIFO:
         async with self._lock:
             self._populated = True
             self._event_locked(ADDED, obj)
+            self._check_synced()
 
     async def update(self, obj: Any) -> None:
         async with self._lock:
             self._populated = True
             self._event_locked(UPDATED, obj)
+            self._check_synced()
 
     async def delete(self, obj: Any) -> None:
         async with self._lock:
             self._populated = True
             self._event_locked(DELETED, obj)
+            self._check_synced()
 
     async def apply(self, changes: Iterable[tuple[DeltaType, Any]]) -> None:
         """`add`/`update`/`delete` of a batch (a watch burst) under one lock acquisition."""
@@ -167,6 +171,7 @@ class DeltaFIFO:
             self._populated = True
             for kind, obj in changes:
                 self._event_locked(kind, obj)
+            self._check_synced()
 
     async def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Atomically replace: REPLACED for every object, tombstones for the rest."""
@@ -224,6 +229,7 @@ class DeltaFIFO:
                 result = process(deltas, is_initial)
                 if inspect.isawaitable(result):
                     await result
+            self._check_synced()
             return deltas
 
     async def pop_batch(self, process: ProcessFunc | None = None, max_items: int = 256) -> list[Deltas]:
@@ -239,12 +245,27 @@ class DeltaFIFO:
                     result = process(deltas, is_initial)
                     if inspect.isawaitable(result):
                         await result
+            self._check_synced()
             return popped
 
     # -- readers --------------------------------------------------------------------------
 
     def has_synced(self) -> bool:
-        return self._populated and self._initial_population_count == 0
+        return self._synced.is_set() or self._check_synced()
+
+    def _check_synced(self) -> bool:
+        """Signal `wait_synced` the moment the initial population has been processed.
+
+        Checked after a pop's `process` returned (so the consumer's store holds the last
+        initial item) and after a finished replace that queued nothing.
+        """
+        if self._populated and self._initial_population_count == 0:
+            self._synced.set()
+            return True
+        return False
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
 
     def list(self) -> list[Any]:
         """The newest object of every queued key."""
@@ -339,6 +360,7 @@ class ReplaceSession:
         fifo._populated = True
         self._done = True
         self._listed = set()
+        fifo._check_synced()
 
     async def add_page(self, objs: Iterable[Any]) -> None:
         if self._done:

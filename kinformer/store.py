@@ -61,14 +61,28 @@ class Indexer:
             if self._indexers:
                 self._update_indices(old, obj, key)
 
+    def upsert(self, key: str, obj: Any) -> Any | None:
+        """Store `obj` under a key the caller already computed; return the previous object.
+
+        The informer's hot path: one lock, one lookup, no second key computation.
+        """
+        with self._lock:
+            old = self._items.get(key)
+            self._items[key] = obj
+            if self._indexers:
+                self._update_indices(old, obj, key)
+            return old
+
     def delete(self, obj: Any) -> None:
         self.delete_key(self._key_func(obj))
 
-    def delete_key(self, key: str) -> None:
+    def delete_key(self, key: str) -> Any | None:
+        """Remove `key`; return the object it held, if any."""
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None and self._indexers:
                 self._update_indices(old, None, key)
+            return old
 
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Make the store hold exactly `objs`, rebuilding every index."""

@@ -110,3 +110,14 @@ def test_reads_from_other_threads_see_consistent_state() -> None:
     t.join()
     assert errors == []
     assert len(idx.by_index("app", "web")) == len(idx)
+
+
+def test_upsert_and_delete_key_return_the_previous_object() -> None:
+    idx = make()
+    a1, a2 = obj("a", "ns", app="web"), obj("a", "ns", rv=2, app="db")
+    assert idx.upsert("ns/a", a1) is None
+    assert idx.upsert("ns/a", a2) is a1
+    assert idx.by_index("app", "db") == [a2] and idx.by_index("app", "web") == []
+    assert idx.delete_key("ns/a") is a2
+    assert idx.delete_key("ns/a") is None
+    assert idx.list_index_func_values("app") == []

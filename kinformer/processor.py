@@ -1,0 +1,403 @@
+"""Listeners: one bounded queue and one task per event-handler registration.
+
+No handler can stall another (DESIGN decision 7): the informer loop hands each
+notification to every listener's queue without waiting, and each listener's task calls
+its handler. A queue holds at most `max_pending` notifications; when it is full:
+
+- `overflow="coalesce"` (default): the queue switches to one entry per object key,
+  merging what is pending for that key (first pending notification fixes the key's
+  place in line):
+      add + update      → add(latest)             update + update → update(first old, latest new)
+      add + delete      → nothing                 update + delete → delete
+      delete + add      → delete, then add (a re-creation: both, in order)
+  So the handler always ends up seeing the latest state, never misses the delete of an
+  object it was told about, and never gets an update for an object it was not told
+  exists; memory is bounded by the number of objects, not of events. The queue goes back
+  to plain FIFO once the handler has drained it. Entering and leaving coalescing is
+  logged once each (warning / info) with the backlog size.
+- `overflow="block"`: the informer loop waits for room. This slows every handler and the
+  reflector (backpressure to the API server); use it only where every event must be seen.
+
+A handler that raises is logged with its context; the event is skipped and the listener
+keeps running. Resync bookkeeping (client-go's `processorListener`): a listener with a
+resync period is "due" when its next resync time has passed; due listeners also receive
+updates whose resourceVersion did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import structlog
+
+from kinformer.clock import REAL_CLOCK, Clock
+from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key
+
+Overflow = Literal["coalesce", "block"]
+
+ADD, UPDATE, DELETE = "add", "update", "delete"
+
+
+@dataclass(slots=True)
+class Notification:
+    """One call to make: `add(new, initial)`, `update(old, new)` or `delete(new)`."""
+
+    kind: str
+    new: Any
+    old: Any = None
+    initial: bool = False
+    key: str = ""
+
+
+def _key(n: Notification) -> str:
+    if not n.key:
+        obj = n.new
+        n.key = obj.key if isinstance(obj, DeletedFinalStateUnknown) else meta_namespace_key(obj)
+    return n.key
+
+
+class PendingQueue:
+    """A listener's queue: FIFO while below `max_pending`, per-key merging when full.
+
+    `initial_pending` counts pending adds flagged `initial` (including merged ones), so a
+    registration knows when its initial list has been handled.
+    """
+
+    def __init__(self, max_pending: int, overflow: Overflow, log: Any) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        if overflow not in ("coalesce", "block"):
+            raise ValueError(f"unknown overflow policy {overflow!r}")
+        self.max_pending = max_pending
+        self.overflow = overflow
+        self._fifo: deque[Notification] = deque()
+        self._merged: OrderedDict[str, list[Notification]] | None = None
+        self._merged_count = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._log = log
+        self.initial_pending = 0
+        self.peak = 0
+        self.coalesced = 0
+
+    def __len__(self) -> int:
+        return self._merged_count if self._merged is not None else len(self._fifo)
+
+    @property
+    def coalescing(self) -> bool:
+        return self._merged is not None
+
+    def full(self) -> bool:
+        return self._merged is None and len(self._fifo) >= self.max_pending
+
+    def put_nowait(self, n: Notification, *, force: bool = False) -> bool:
+        """Queue `n`; False only for a full "block" queue (then wait with `wait_for_room`).
+
+        `force` queues past `max_pending` without coalescing (the replay of the cache to a
+        late registration: one add per object, so still bounded by the number of objects).
+        """
+        if n.initial:
+            self.initial_pending += 1
+        if self._merged is None:
+            if force or len(self._fifo) < self.max_pending:
+                self._fifo.append(n)
+                self._after_put(len(self._fifo))
+                return True
+            if self.overflow == "block":
+                if n.initial:
+                    self.initial_pending -= 1
+                self._room.clear()
+                return False
+            self._start_coalescing()
+        self._merge(n)
+        if not self._merged:  # everything pending cancelled out (add + delete)
+            self._stop_coalescing()
+            return True
+        self._after_put(self._merged_count)
+        return True
+
+    async def wait_for_room(self) -> None:
+        while self.full():
+            self._room.clear()
+            await self._room.wait()
+
+    def _after_put(self, size: int) -> None:
+        self.peak = max(self.peak, size)
+        self._ready.set()
+
+    def _start_coalescing(self) -> None:
+        merged: OrderedDict[str, list[Notification]] = OrderedDict()
+        self._merged, self._merged_count = merged, 0
+        pending = list(self._fifo)
+        self._fifo.clear()
+        for n in pending:
+            self._merge(n)
+        self._log.warning("handler is behind: coalescing pending notifications per object",
+                          backlog=len(pending), max_pending=self.max_pending)
+
+    def _drop(self, n: Notification) -> None:
+        self.coalesced += 1
+        if n.initial:
+            self.initial_pending -= 1
+
+    def _merge(self, n: Notification) -> None:
+        merged = self._merged
+        assert merged is not None
+        key = _key(n)
+        entry = merged.get(key)
+        if entry is None:
+            merged[key] = [n]
+            self._merged_count += 1
+            return
+        last = entry[-1]
+        kind = n.kind
+        if kind == DELETE:
+            if last.kind == ADD:
+                self._drop(last)
+                self._drop(n)
+                entry.pop()
+                self._merged_count -= 1
+                if not entry:
+                    del merged[key]
+                return
+            if last.kind == DELETE:  # a repeated delete: the first one is what the handler knew
+                self._drop(n)
+                return
+            self._drop(last)  # update + delete → delete
+            entry[-1] = n
+            return
+        if last.kind == DELETE:  # re-creation: keep the delete, then the new object
+            if kind == UPDATE:
+                n = Notification(ADD, n.new, None, False, key)
+            entry.append(n)
+            self._merged_count += 1
+            return
+        # Notifications are shared by every listener's queue: merge into a new one, never in place.
+        self._drop(n)
+        if last.kind == ADD:  # add + add/update → add(latest), keeping the initial flag
+            entry[-1] = Notification(ADD, n.new, None, last.initial, key)
+        else:  # update + update (or a stray add) → update(first old, latest new)
+            entry[-1] = Notification(UPDATE, n.new, last.old, False, key)
+
+    def get_nowait(self) -> Notification | None:
+        merged = self._merged
+        if merged is None:
+            if not self._fifo:
+                return None
+            n = self._fifo.popleft()
+            self._room.set()
+            return n
+        if not merged:
+            self._stop_coalescing()
+            return None
+        key, entry = next(iter(merged.items()))
+        n = entry.pop(0)
+        self._merged_count -= 1
+        if not entry:
+            del merged[key]
+            if not merged:
+                self._stop_coalescing()
+        return n
+
+    def _stop_coalescing(self) -> None:
+        self._merged = None
+        self._merged_count = 0
+        self._log.info("handler caught up: coalescing stopped", coalesced=self.coalesced)
+        self._room.set()
+
+    async def get(self) -> Notification:
+        while True:
+            n = self.get_nowait()
+            if n is not None:
+                return n
+            self._ready.clear()
+            await self._ready.wait()
+
+
+class ResourceEventHandler:
+    """Adapts callbacks (plain or coroutine functions, or an object with
+    `on_add/on_update/on_delete` methods) to one call per notification."""
+
+    def __init__(self, on_add: Callable[..., Any] | None = None, on_update: Callable[..., Any] | None = None,
+                 on_delete: Callable[..., Any] | None = None) -> None:
+        self.on_add, self.on_update, self.on_delete = on_add, on_update, on_delete
+
+    @classmethod
+    def from_object(cls, handler: Any) -> ResourceEventHandler:
+        return cls(getattr(handler, "on_add", None), getattr(handler, "on_update", None),
+                   getattr(handler, "on_delete", None))
+
+    def call(self, n: Notification) -> Awaitable[Any] | None:
+        kind = n.kind
+        if kind == ADD:
+            fn = self.on_add
+            result = fn(n.new, n.initial) if fn is not None else None
+        elif kind == UPDATE:
+            fn = self.on_update
+            result = fn(n.old, n.new) if fn is not None else None
+        else:
+            fn = self.on_delete
+            result = fn(n.new) if fn is not None else None
+        return result if inspect.isawaitable(result) else None
+
+    def describe(self) -> str:
+        for fn in (self.on_add, self.on_update, self.on_delete):
+            if fn is not None:
+                return getattr(fn, "__qualname__", repr(fn))
+        return "handler"
+
+
+@dataclass
+class ListenerStats:
+    delivered: int = 0
+    errors: int = 0
+    coalesced: int = 0
+    backlog: int = 0
+    peak_backlog: int = 0
+    coalescing: bool = False
+
+
+class Listener:
+    """One registration: its queue, its task, its resync schedule, its sync state."""
+
+    def __init__(
+        self,
+        handler: ResourceEventHandler | None,
+        *,
+        max_pending: int = 1024,
+        overflow: Overflow = "coalesce",
+        requested_resync: float = 0.0,
+        resync_period: float = 0.0,
+        clock: Clock = REAL_CLOCK,
+        name: str = "",
+        upstream_synced: Callable[[], bool] = lambda: True,
+        resource: str = "",
+    ) -> None:
+        self.handler = handler
+        self.name = name or (handler.describe() if handler is not None else "events")
+        self.log = structlog.get_logger("kinformer.processor").bind(handler=self.name, resource=resource)
+        self.queue = PendingQueue(max_pending, overflow, self.log)
+        self.requested_resync = requested_resync
+        self.resync_period = resync_period
+        self.clock = clock
+        self.next_resync = clock.now() + resync_period
+        self._upstream_synced = upstream_synced
+        self._synced = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self.removed = False
+        self.delivered = 0
+        self.errors = 0
+
+    # -- resync ---------------------------------------------------------------------------
+
+    def should_resync(self, now: float) -> bool:
+        return self.resync_period > 0 and now >= self.next_resync
+
+    def determine_next_resync(self, now: float) -> None:
+        self.next_resync = now + self.resync_period
+
+    # -- sync state -----------------------------------------------------------------------
+
+    def has_synced(self) -> bool:
+        """True once the informer has synced and this handler has handled its initial adds.
+
+        Re-evaluated by the listener after each initial add it handles and by the informer
+        when its own initial list has been popped; `wait_synced` waits for that moment.
+        """
+        if self._synced.is_set():
+            return True
+        if self._upstream_synced() and self.queue.initial_pending == 0:
+            self._synced.set()
+            return True
+        return False
+
+    async def wait_synced(self) -> None:
+        if not self.has_synced():
+            await self._synced.wait()
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def stats(self) -> ListenerStats:
+        q = self.queue
+        return ListenerStats(self.delivered, self.errors, q.coalesced, len(q), q.peak, q.coalescing)
+
+    def stop(self) -> None:
+        self.removed = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        """Call the handler for each notification until stopped."""
+        handler = self.handler
+        assert handler is not None
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            if self.removed:
+                scope.cancel()
+            queue = self.queue
+            while True:
+                n = queue.get_nowait()
+                if n is None:
+                    self.has_synced()
+                    n = await queue.get()
+                try:
+                    result = handler.call(n)
+                    if result is not None:
+                        await result
+                except Exception:
+                    self.errors += 1
+                    self.log.exception("event handler failed; skipping the event", notification=n.kind,
+                                       key=_key(n))
+                finally:
+                    self.delivered += 1
+                    if n.initial:
+                        queue.initial_pending -= 1
+                        if queue.initial_pending == 0:
+                            self.has_synced()
+
+
+class Processor:
+    """The informer's set of listeners and the resync schedule shared by them."""
+
+    def __init__(self, clock: Clock = REAL_CLOCK) -> None:
+        self.clock = clock
+        self.listeners: tuple[Listener, ...] = ()
+        self.syncing: frozenset[Listener] = frozenset()
+
+    def add(self, listener: Listener) -> None:
+        self.listeners = (*self.listeners, listener)
+
+    def remove(self, listener: Listener) -> None:
+        self.listeners = tuple(x for x in self.listeners if x is not listener)
+        self.syncing = self.syncing - {listener}
+
+    def should_resync(self) -> bool:
+        """Called by the reflector's resync timer: pick the listeners now due."""
+        now = self.clock.now()
+        due = [x for x in self.listeners if x.should_resync(now)]
+        for listener in due:
+            listener.determine_next_resync(now)
+        self.syncing = frozenset(due)
+        return bool(due)
+
+    def resync_check_period_changed(self, check: float) -> None:
+        for listener in self.listeners:
+            listener.resync_period = determine_resync_period(listener.requested_resync, check)
+
+
+MINIMUM_RESYNC_PERIOD = 1.0
+
+
+def determine_resync_period(desired: float, check: float) -> float:
+    """client-go's `determineResyncPeriod`: 0 stays 0; no resync if the informer checks
+    never; never more often than the informer checks."""
+    if desired == 0 or check == 0:
+        return 0.0
+    return max(desired, check)
