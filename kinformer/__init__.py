@@ -4,6 +4,8 @@ Reflector → DeltaFIFO → indexed cache → per-handler bounded queues, over p
 decoded once by orjson. See README.md for the tour and DESIGN notes in each module.
 """
 
+__version__ = "0.1.0"
+
 from kinformer.backoff import Backoff
 from kinformer.errors import (
     ApiError,

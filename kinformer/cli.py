@@ -1,0 +1,42 @@
+"""The `kinformer` command: `kinformer demo` (and `kinformer fake-server`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from kinformer import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kinformer", description="asyncio-native Kubernetes informers")
+    parser.add_argument("--version", action="version", version=f"kinformer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="informers against an embedded fake API server with live churn")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--pods", type=int, default=500)
+    demo.add_argument("--namespaces", type=int, default=5)
+    demo.add_argument("--rate", type=float, default=200.0, help="pod writes per second")
+    demo.add_argument("--slow-ms", type=float, default=20.0, help="the slow handler's time per event")
+    demo.add_argument("--drop-every", type=int, default=1500, help="drop every watch after this many writes")
+    demo.add_argument("--compact-every", type=int, default=4000, help="compact history after this many writes")
+    demo.add_argument("--plain", action="store_true", help="no live table; print the summary at the end")
+    server = sub.add_parser("fake-server", help="serve the fake API server (see python -m kinformer.testing)")
+    server.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from kinformer._demo import run_demo
+
+        try:
+            return asyncio.run(run_demo(args))
+        except KeyboardInterrupt:
+            return 0
+    from kinformer.testing.server import main as server_main
+
+    server_main(args.rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
