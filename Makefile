@@ -20,7 +20,7 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	touch $@ $(RUN_STAMP)
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check kinformer tests benchmarks examples
+	$(VENV)/bin/ruff check .
 
 typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy --strict kinformer

@@ -29,3 +29,10 @@ def test_version_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+
+
+def test_example_runs_against_the_fake_server() -> None:
+    result = subprocess.run([sys.executable, "examples/pod_phases.py", "--fake", "--seconds", "0.2"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Running    20" in result.stdout and "Pending    10" in result.stdout
