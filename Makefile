@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.kinformer-dev
 RUN_STAMP := $(VENV)/.kinformer-run
+E2E_STAMP := $(VENV)/.kinformer-e2e
 
-.PHONY: test demo lint typecheck unit clean
+.PHONY: test demo e2e lint typecheck unit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,15 @@ unit: $(DEV_STAMP)
 
 # pytest's exit code 5 (no tests collected) is non-zero, so make fails on it too.
 test: lint typecheck unit
+
+$(E2E_STAMP): pyproject.toml $(DEV_STAMP)
+	$(PY) -m pip install -q -e '.[dev,e2e]'
+	touch $@
+
+# Builds kube-apiserver and etcd from their Go modules once (cached in ~/.cache/kinformer-e2e),
+# starts them on loopback and runs tests/e2e; KINFORMER_E2E_KUBECONFIG=path uses that cluster.
+e2e: $(E2E_STAMP)
+	$(VENV)/bin/pytest -q tests/e2e
 
 demo: $(RUN_STAMP)
 	$(VENV)/bin/kinformer demo $(DEMO_ARGS)

@@ -13,9 +13,9 @@ What it serves (each point is what kube-apiserver does; see the README's protoco
 - WATCH: JSON lines; resume from RV (events after it); RV unset/"0" → synthetic ADDED for
   the current state first; selectors (an object leaving the selection → DELETED, entering →
   ADDED); `allowWatchBookmarks` (a BOOKMARK every `bookmark_interval` and one before the
-  `timeoutSeconds` close); `sendInitialEvents=true` (needs `resourceVersionMatch=NotOlderThan`
-  and bookmarks, else 422) ending with the BOOKMARK annotated
-  `k8s.io/initial-events-end: "true"`; an RV older than history → an ERROR event with a
+  `timeoutSeconds` close); `sendInitialEvents=true` (needs `resourceVersionMatch=NotOlderThan`,
+  else 422 with a FieldValueForbidden cause) ending, when bookmarks are allowed, with the
+  BOOKMARK annotated `k8s.io/initial-events-end: "true"`; an RV older than history → an ERROR event with a
   410 Expired Status, as the watch cache sends it.
 - Metadata-only: an `Accept` with `as=PartialObjectMetadata(List)` gets PartialObjectMetadata.
 - Faults, all deterministic: `drop_watches()`, `drop_watches_after(k)`, `compact()`,
@@ -93,6 +93,14 @@ def status_body(code: int, reason: str, message: str, **extra: Any) -> Obj:
                  "message": message, "reason": reason, "code": code}
     body.update(extra)
     return body
+
+
+def _forbidden(field: str, detail: str) -> _HttpError:
+    """A 422 Invalid with the one `FieldValueForbidden` cause the real server sends."""
+    return _HttpError(422, "Invalid", f"{field}: Forbidden: {detail}",
+                      details={"group": "meta.k8s.io", "kind": "ListOptions",
+                               "causes": [{"reason": "FieldValueForbidden", "message": f"Forbidden: {detail}",
+                                           "field": field}]})
 
 
 class _HttpError(Exception):
@@ -458,8 +466,8 @@ class FakeApiServer:
         except ValueError:
             raise _HttpError(400, "BadRequest", "limit must be an integer") from None
         if match and not rv_param:
-            raise _HttpError(422, "Invalid", "resourceVersionMatch: Forbidden: resourceVersionMatch is "
-                             "forbidden unless resourceVersion is provided")
+            raise _forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is "
+                             "provided")
         if match and match not in ("NotOlderThan", "Exact"):
             raise _HttpError(422, "Invalid", f"resourceVersionMatch: Unsupported value: \"{match}\": supported "
                              "values: \"Exact\", \"NotOlderThan\", \"\"")
@@ -539,13 +547,12 @@ class FakeApiServer:
         rv_param = params.get("resourceVersion")
         bookmarks = params.get("allowWatchBookmarks") in _TRUE
         send_initial = params.get("sendInitialEvents") in _TRUE
-        if send_initial and (params.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
-            raise _HttpError(422, "Invalid", "resourceVersionMatch: Forbidden: sendInitialEvents requires "
-                             "setting resourceVersionMatch to NotOlderThan, allowWatchBookmarks: Forbidden: "
-                             "sendInitialEvents requires setting allowWatchBookmarks to true")
+        if send_initial and params.get("resourceVersionMatch") != "NotOlderThan":
+            raise _forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to "
+                             "NotOlderThan")
         if params.get("resourceVersionMatch") and not send_initial:
-            raise _HttpError(422, "Invalid", "resourceVersionMatch: Forbidden: resourceVersionMatch is "
-                             "forbidden for watch unless sendInitialEvents is provided")
+            raise _forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless "
+                             "sendInitialEvents is provided")
         cursor: int | None = None
         if rv_param not in (None, "", "0"):
             try:
@@ -619,7 +626,7 @@ class FakeApiServer:
                 obj = objects[key]
                 if matches(obj) and not await send("ADDED", obj):
                     return
-            if send_initial and not await send("BOOKMARK", bookmark(at, initial_end=True)):
+            if send_initial and bookmarks and not await send("BOOKMARK", bookmark(at, initial_end=True)):
                 return
             cursor = at
         next_bookmark = loop.time() + self.bookmark_interval

@@ -241,6 +241,13 @@ async def test_streaming_list(raw: Raw, server: FakeApiServer) -> None:
     assert events[3]["object"]["metadata"]["resourceVersion"] == rv
     status, body, _ = await raw.get(CM, watch="true", sendInitialEvents="true")
     assert status == 422 and body["reason"] == "Invalid"
+    assert body["details"]["causes"] == [{"reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+                                          "message": body["details"]["causes"][0]["message"]}]
+    # As the real server: without allowWatchBookmarks the stream is accepted, with no end bookmark.
+    async with raw.watch(CM, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
+                         timeoutSeconds="1") as resp:
+        events = await read_events(resp, 10, skip_bookmarks=False)
+    assert [e["type"] for e in events] == ["ADDED"] * 3
 
 
 async def test_watch_from_too_old_rv_gets_410_error_event(raw: Raw, server: FakeApiServer) -> None:

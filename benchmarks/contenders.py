@@ -1,0 +1,236 @@
+"""One benchmark contender per process run; prints one JSON line of measurements.
+
+    python -m benchmarks.contenders <scenario> --url URL [options]
+
+Scenarios: watch-kinformer, watch-typed, watch-limit, sync-kinformer, memory-kinformer,
+relist-kinformer, fanout-kinformer. (client-go's are in benchmarks/go.) Each runs in a fresh
+process so RSS figures belong to it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import statistics
+import threading
+import time
+from typing import Any
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def client(url: str) -> Any:
+    from kubernetes_asyncio.client import ApiClient, Configuration
+
+    return ApiClient(Configuration(host=url))
+
+
+def informer(api: Any, **kw: Any) -> Any:
+    from kinformer import ListWatch, Resource, SharedIndexInformer
+
+    keep = kw.pop("keep_managed_fields", False)
+    return SharedIndexInformer(ListWatch(api, Resource.pods, keep_managed_fields=keep), **kw)
+
+
+async def wait_until(predicate: Any, poll: float = 0.001) -> None:
+    while not predicate():  # noqa: ASYNC110 - a benchmark polls the informer's counters, nothing to await
+        await asyncio.sleep(poll)
+
+
+async def watch_kinformer(args: argparse.Namespace) -> dict[str, Any]:
+    api = client(args.url)
+    inf = informer(api)
+    count = 0
+
+    def on_update(old: Any, new: Any) -> None:
+        nonlocal count
+        count += 1
+
+    inf.add_event_handler(on_update=on_update)
+    async with inf:
+        await inf.wait_for_sync()
+        start = time.perf_counter()
+        await wait_until(lambda: count >= args.events)
+        elapsed = time.perf_counter() - start
+    await api.close()
+    return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed}
+
+
+async def watch_typed(args: argparse.Namespace) -> dict[str, Any]:
+    from kubernetes_asyncio import watch
+    from kubernetes_asyncio.client import CoreV1Api
+
+    api = client(args.url)
+    v1 = CoreV1Api(api)
+    cache: dict[tuple[str, str], Any] = {}
+    token = None
+    while True:  # the typed peer's own paged list (not timed)
+        page = await v1.list_pod_for_all_namespaces(limit=500, _continue=token)
+        for pod in page.items:
+            cache[(pod.metadata.namespace, pod.metadata.name)] = pod
+        rv, token = page.metadata.resource_version, page.metadata._continue
+        if not token:
+            break
+    count = 0
+    start = time.perf_counter()
+    w = watch.Watch()
+    async with w.stream(v1.list_pod_for_all_namespaces, resource_version=rv) as stream:
+        async for event in stream:
+            pod = event["object"]
+            cache[(pod.metadata.namespace, pod.metadata.name)] = pod
+            count += 1
+            if count >= args.events:
+                break
+    elapsed = time.perf_counter() - start
+    await api.close()
+    return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed}
+
+
+async def watch_limit(args: argparse.Namespace) -> dict[str, Any]:
+    import aiohttp
+    import orjson
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{args.url}/api/v1/pods", params={"limit": "500"}) as resp:
+            rv = orjson.loads(await resp.read())["metadata"]["resourceVersion"]
+        count = 0
+        start = time.perf_counter()
+        async with session.get(f"{args.url}/api/v1/pods", params={"watch": "1", "resourceVersion": rv}) as resp:
+            buffer = b""
+            while count < args.events:
+                chunk = await resp.content.readany()
+                lines = (buffer + chunk).split(b"\n")
+                buffer = lines.pop()
+                for line in lines:
+                    orjson.loads(line)
+                    count += 1
+        elapsed = time.perf_counter() - start
+    return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed}
+
+
+async def sync_kinformer(args: argparse.Namespace) -> dict[str, Any]:
+    api = client(args.url)
+    gc.collect()
+    base = rss_bytes()
+    inf = informer(api, keep_managed_fields=args.keep_managed_fields)
+    start = time.perf_counter()
+    async with inf:
+        await inf.wait_for_sync()
+        elapsed = time.perf_counter() - start
+        gc.collect()
+        steady = rss_bytes()
+        objects = len(inf.indexer)
+    await api.close()
+    return {"objects": objects, "seconds": elapsed, "peak_rss": peak_rss_bytes(), "steady_rss": steady,
+            "bytes_per_object": (steady - base) / max(objects, 1)}
+
+
+async def relist_kinformer(args: argparse.Namespace) -> dict[str, Any]:
+    import aiohttp
+
+    api = client(args.url)
+    inf = informer(api)
+    async with inf:
+        await inf.wait_for_sync()
+        gc.collect()
+        steady = rss_bytes()
+        peak = steady
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, rss_bytes())
+                time.sleep(0.002)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        reflector = inf.reflector
+        start = time.perf_counter()
+        async with aiohttp.ClientSession() as session, session.post(f"{args.url}/admin/expire") as resp:
+            assert resp.status == 200
+        await wait_until(lambda: reflector.stats.lists >= 2 and reflector.state.value == "watching", 0.005)
+        elapsed = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+        objects = len(inf.indexer)
+    await api.close()
+    return {"objects": objects, "relist_seconds": elapsed, "steady_rss": steady, "relist_peak_rss": peak,
+            "peak_over_steady": peak / steady, "expired": reflector.stats.expired}
+
+
+async def fanout_kinformer(args: argparse.Namespace) -> dict[str, Any]:
+    api = client(args.url)
+    arrived: dict[str, float] = {}
+
+    def stamp(obj: Any) -> Any:  # the transform runs as each object enters the queue
+        arrived[obj["metadata"]["resourceVersion"]] = time.perf_counter()
+        return obj
+
+    inf = informer(api, transform=stamp)
+    counts = [0] * args.handlers
+    latencies: list[float] = []
+
+    def make(i: int) -> Any:
+        def on_update(old: Any, new: Any) -> None:
+            counts[i] += 1
+            if i == 0 or i == args.handlers - 1:
+                latencies.append(time.perf_counter() - arrived[new["metadata"]["resourceVersion"]])
+        return on_update
+
+    for i in range(args.handlers):
+        inf.add_event_handler(on_update=make(i))
+    if args.slow:
+        async def slow(old: Any, new: Any) -> None:
+            await asyncio.sleep(0.010)
+        slow_reg = inf.add_event_handler(on_update=slow)
+    async with inf:
+        await inf.wait_for_sync()
+        start = time.perf_counter()
+        await wait_until(lambda: min(counts) >= args.events)
+        elapsed = time.perf_counter() - start
+        slow_stats = slow_reg.stats() if args.slow else None
+    await api.close()
+    return {"handlers": args.handlers, "slow": args.slow, "events": args.events, "seconds": elapsed,
+            "events_per_s": args.events / elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": statistics.quantiles(latencies, n=100)[98] * 1000,
+            "slow_peak_backlog": slow_stats.peak_backlog if slow_stats else None}
+
+
+SCENARIOS = {
+    "watch-kinformer": watch_kinformer, "watch-typed": watch_typed, "watch-limit": watch_limit,
+    "sync-kinformer": sync_kinformer, "relist-kinformer": relist_kinformer, "fanout-kinformer": fanout_kinformer,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--events", type=int, default=0)
+    parser.add_argument("--handlers", type=int, default=1)
+    parser.add_argument("--slow", action="store_true")
+    parser.add_argument("--keep-managed-fields", action="store_true")
+    args = parser.parse_args()
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
+    print(json.dumps(asyncio.run(SCENARIOS[args.scenario](args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""A lean list/watch replay server for benchmarks, run in its own process.
+
+It pre-encodes `--pods` realistic pods (kinformer.testing.make_pod, ~`--pod-bytes` of JSON
+each, managedFields included) once, then serves, from ready bytes:
+- LIST /api/v1/pods (paged with limit/continue, one resourceVersion), items without TypeMeta;
+- WATCH /api/v1/pods?watch=1: `--events` MODIFIED events cycling over the pods, each with a
+  new resourceVersion, written in large chunks at full speed, then the stream stays open
+  (bookmarks are not needed: the client stops when it has counted every event);
+- POST /admin/expire: open watches end and the next one answers an ERROR 410 (a relist);
+- GET /admin/stats: requests served.
+The server is not the bottleneck: every contender reads the same bytes from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+import orjson
+from aiohttp import web
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from kinformer.testing.generators import make_pod
+
+CHUNK = 1 << 20
+
+
+class Replay:
+    def __init__(self, pods: int, pod_bytes: int, events: int) -> None:
+        self.base_rv = 1000
+        self.items: list[bytes] = []
+        for i in range(pods):
+            pod = make_pod(i, f"ns-{i % 20}", size=pod_bytes)
+            pod.pop("kind")
+            pod.pop("apiVersion")
+            pod["metadata"]["resourceVersion"] = str(self.base_rv)
+            pod["metadata"]["uid"] = f"uid-{i}"
+            self.items.append(orjson.dumps(pod))
+        self.list_rv = self.base_rv + pods
+        lines = []
+        for n in range(events):
+            i = n % max(pods, 1)
+            pod = make_pod(i, f"ns-{i % 20}", size=pod_bytes)
+            pod["metadata"]["resourceVersion"] = str(self.list_rv + 1 + n)
+            pod["metadata"]["uid"] = f"uid-{i}"
+            pod["status"]["podIP"] = f"10.9.{n // 256 % 256}.{n % 256}"
+            lines.append(orjson.dumps({"type": "MODIFIED", "object": pod}))
+        self.stream = b"\n".join(lines) + (b"\n" if lines else b"")
+        self.expire_next = False
+        self.expired = asyncio.Event()
+        self.requests = {"list": 0, "watch": 0}
+
+    async def pods(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        if (q.get("watch") or "").lower() in ("1", "true"):
+            return await self.watch(request)
+        self.requests["list"] += 1
+        limit = int(q.get("limit") or 0) or len(self.items)
+        start = int(q.get("continue") or 0)
+        page = self.items[start:start + limit]
+        meta: dict[str, object] = {"resourceVersion": str(self.list_rv)}
+        if start + limit < len(self.items):
+            meta["continue"] = str(start + limit)
+            meta["remainingItemCount"] = len(self.items) - start - limit
+        body = b'{"kind":"PodList","apiVersion":"v1","metadata":' + orjson.dumps(meta) + b',"items":[' \
+            + b",".join(page) + b"]}"
+        return web.Response(body=body, content_type="application/json")
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        self.requests["watch"] += 1
+        expired = self.expired  # the event of this watch's lifetime, even if expire() replaces it meanwhile
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        if self.expire_next:
+            self.expire_next = False
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410,
+                      "message": "too old resource version"}
+            await resp.write(orjson.dumps({"type": "ERROR", "object": status}) + b"\n")
+            return resp
+        rv = int(request.query.get("resourceVersion") or 0)
+        start = 0
+        if rv > self.list_rv:  # resume: skip events already seen (each line is one RV)
+            skip = rv - self.list_rv
+            pos = 0
+            for _ in range(skip):
+                pos = self.stream.index(b"\n", pos) + 1
+            start = pos
+        view = memoryview(self.stream)
+        for offset in range(start, len(self.stream), CHUNK):
+            await resp.write(bytes(view[offset:offset + CHUNK]))
+        await expired.wait()  # keep the watch open until the client goes, or /admin/expire
+        return resp
+
+    async def expire(self, request: web.Request) -> web.Response:
+        """End open watches; the next watch gets 410, so the client relists."""
+        self.expire_next = True
+        expired, self.expired = self.expired, asyncio.Event()
+        expired.set()
+        return web.json_response({"ok": True})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.requests)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--pod-bytes", type=int, default=3000)
+    parser.add_argument("--events", type=int, default=0)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    replay = Replay(args.pods, args.pod_bytes, args.events)
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", replay.pods)
+    app.router.add_post("/admin/expire", replay.expire)
+    app.router.add_get("/admin/stats", replay.stats)
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", args.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(json.dumps({"url": f"http://127.0.0.1:{port}", "stream_bytes": len(replay.stream),
+                          "list_bytes": sum(map(len, replay.items))}), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

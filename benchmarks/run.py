@@ -1,0 +1,246 @@
+"""`make bench`: kinformer against its peers and against the limit, in one run.
+
+Each scenario starts the replay server (its own process, pinned to the last core) and runs
+every contender in a fresh process (pinned to the first core): one warm-up run, then
+`--runs` measured runs; the table reports medians and ratios against baselines measured
+in this same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+GO_DIR = HERE / "go"
+GO_BIN = HERE / ".build" / "informer-bench"
+CPUS = sorted(os.sched_getaffinity(0))
+CLIENT_CPUS = {CPUS[0]}
+SERVER_CPUS = {CPUS[-1]}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_go_peer() -> str:
+    if GO_BIN.exists() and GO_BIN.stat().st_mtime > max(p.stat().st_mtime for p in GO_DIR.iterdir()):
+        return "cached"
+    log("building the client-go peer (benchmarks/go)")
+    GO_BIN.parent.mkdir(exist_ok=True)
+    subprocess.run(["go", "build", "-mod=mod", "-trimpath", "-o", str(GO_BIN), "."], cwd=GO_DIR, check=True)
+    return "built"
+
+
+@contextmanager
+def replay_server(pods: int, events: int, pod_bytes: int = 3000) -> Any:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "replay_server.py"), "--pods", str(pods), "--events", str(events),
+         "--pod-bytes", str(pod_bytes)],
+        stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPUS),  # noqa: PLW1509 - this process has one thread
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        yield info
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def run_once(cmd: list[str]) -> dict[str, Any]:
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, check=False,
+                            preexec_fn=lambda: os.sched_setaffinity(0, CLIENT_CPUS))
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def python(scenario: str, url: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.contenders", scenario, "--url", url, *extra]
+
+
+def go(url: str, mode: str, *extra: str) -> list[str]:
+    return [str(GO_BIN), "-url", url, "-mode", mode, *extra]
+
+
+def measure(cmd: list[str], runs: int, warmup: bool = True) -> dict[str, Any]:
+    """Warm-up run (discarded), then `runs` runs; median of every numeric field."""
+    if warmup:
+        run_once(cmd)
+    samples = [run_once(cmd) for _ in range(runs)]
+    out: dict[str, Any] = {"runs": runs, "samples": samples}
+    for key, value in samples[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = statistics.median(s[key] for s in samples)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    go_version = subprocess.run(["go", "version"], capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "cpu": model, "cores": os.cpu_count(), "client_cpus": sorted(CLIENT_CPUS), "server_cpus": sorted(SERVER_CPUS),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(), "go": go_version,
+        "versions": {pkg: metadata.version(pkg) for pkg in ("kinformer", "kubernetes_asyncio", "orjson", "aiohttp")},
+        "client_go": "v0.36.3",
+    }
+
+
+def scenario_watch(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    events, typed_events = args.events, max(args.events // 10, 500)
+    log(f"watch throughput: {events} MODIFIED pod events (~3 KB each)")
+    with replay_server(1000, events) as server:
+        url = server["url"]
+        r = {
+            "limit (orjson parse only)": measure(python("watch-limit", url, "--events", str(events)), args.runs),
+            "kinformer": measure(python("watch-kinformer", url, "--events", str(events)), args.runs),
+            "client-go SharedInformer": measure(go(url, "watch", "-events", str(events)), args.runs),
+        }
+    with replay_server(1000, typed_events) as server:
+        r["kubernetes_asyncio typed Watch"] = measure(
+            python("watch-typed", server["url"], "--events", str(typed_events)), args.runs)
+    results["watch_throughput"] = r
+
+
+def scenario_sync(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    out: dict[str, Any] = {}
+    for n in args.sync_sizes:
+        log(f"initial sync and memory: {n} pods")
+        with replay_server(n, 0) as server:
+            url = server["url"]
+            out[str(n)] = {
+                "kinformer": measure(python("sync-kinformer", url), args.runs),
+                "kinformer (managedFields kept)": measure(
+                    python("sync-kinformer", url, "--keep-managed-fields"), max(args.runs // 2, 1)),
+                "client-go SharedInformer": measure(go(url, "sync"), args.runs),
+            }
+    results["initial_sync"] = out
+
+
+def scenario_relist(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    n = args.sync_sizes[-1]
+    log(f"relist peak: forced 410 with {n} cached pods")
+    with replay_server(n, 0) as server:
+        url = server["url"]
+        results["relist_peak"] = {
+            "objects": n,
+            "kinformer": measure(python("relist-kinformer", url), max(args.runs // 2, 1), warmup=False),
+            "client-go SharedInformer": measure(go(url, "relist"), max(args.runs // 2, 1), warmup=False),
+        }
+
+
+def scenario_fanout(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    events = args.events // 2
+    log(f"fan-out: {events} events to 1, 10, 100 handlers; 9 fast + 1 sleeping 10 ms")
+    out: dict[str, Any] = {}
+    with replay_server(1000, events) as server:
+        url = server["url"]
+        for handlers in (1, 10, 100):
+            out[f"{handlers} handlers"] = measure(
+                python("fanout-kinformer", url, "--events", str(events), "--handlers", str(handlers)), args.runs)
+        out["9 fast + 1 slow (10 ms/event)"] = measure(
+            python("fanout-kinformer", url, "--events", str(events), "--handlers", "9", "--slow"), args.runs)
+    results["fanout"] = out
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# kinformer benchmark results", "",
+        f"Produced by `make bench` on {results['date']}: {m['cpu']}, {m['cores']} cores "
+        f"(client on CPU {m['client_cpus']}, server on CPU {m['server_cpus']}), Python {m['python']}, "
+        f"{m['go']}, kinformer {m['versions']['kinformer']}, kubernetes_asyncio "
+        f"{m['versions']['kubernetes_asyncio']}, client-go {m['client_go']}. Medians of "
+        f"{results['runs']} runs after a warm-up; ratios are against baselines of this same run.", "",
+    ]
+    w = results.get("watch_throughput")
+    if w:
+        limit = w["limit (orjson parse only)"]["events_per_s"]
+        typed = w["kubernetes_asyncio typed Watch"]["events_per_s"]
+        lines += ["## 1. Watch throughput (HTTP stream → cache, one no-op handler)", "",
+                  "| contender | events/s | vs limit | vs typed peer |", "|---|---:|---:|---:|"]
+        for name, r in w.items():
+            lines.append(f"| {name} | {r['events_per_s']:,.0f} | {ratio(r['events_per_s'], limit)} | "
+                         f"{ratio(r['events_per_s'], typed)} |")
+        lines.append("")
+    s = results.get("initial_sync")
+    if s:
+        lines += ["## 2-3. Initial sync (paged 500) and memory per cached pod", "",
+                  "| pods | contender | sync s | peak RSS MiB | steady bytes/pod |", "|---:|---|---:|---:|---:|"]
+        for n, by in s.items():
+            for name, r in by.items():
+                lines.append(f"| {int(n):,} | {name} | {r['seconds']:.2f} | {r['peak_rss'] / 2**20:,.0f} | "
+                             f"{r['bytes_per_object']:,.0f} |")
+        lines.append("")
+    rl = results.get("relist_peak")
+    if rl:
+        lines += [f"## 4. Relist peak (forced 410, {rl['objects']:,} cached pods)", "",
+                  "| contender | steady RSS MiB | peak during relist MiB | peak / steady | relist s |",
+                  "|---|---:|---:|---:|---:|"]
+        for name in ("kinformer", "client-go SharedInformer"):
+            r = rl[name]
+            lines.append(f"| {name} | {r['steady_rss'] / 2**20:,.0f} | {r['relist_peak_rss'] / 2**20:,.0f} | "
+                         f"{r['peak_over_steady']:.2f} | {r['relist_seconds']:.2f} |")
+        lines.append("")
+    f = results.get("fanout")
+    if f:
+        lines += ["## 5. Fan-out (kinformer; latency = object queued → handler called)", "",
+                  "| handlers | events/s (all fast handlers done) | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+        for name, r in f.items():
+            lines.append(f"| {name} | {r['events_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+        lines.append("")
+    lines += ["## 6. Work queue", "", "Not measured: kinformer has no work queue yet.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--sync-sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--only", nargs="*", default=["watch", "sync", "relist", "fanout"])
+    parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    args = parser.parse_args()
+    started = time.time()
+    go_peer = build_go_peer()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": args.runs,
+                               "machine": machine(), "parameters": vars(args) | {"go_peer": go_peer}}
+    steps: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
+        "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout}
+    for name in args.only:
+        steps[name](args, results)
+    results["wall_seconds"] = round(time.time() - started, 1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    table = markdown(results)
+    if Path(args.out).name == "latest.json":
+        (HERE / "RESULTS.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
