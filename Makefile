@@ -6,7 +6,7 @@ DEV_STAMP := $(VENV)/.kinformer-dev
 RUN_STAMP := $(VENV)/.kinformer-run
 E2E_STAMP := $(VENV)/.kinformer-e2e
 
-.PHONY: test demo e2e lint typecheck unit clean
+.PHONY: test demo e2e bench lint typecheck unit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ $(E2E_STAMP): pyproject.toml $(DEV_STAMP)
 # starts them on loopback and runs tests/e2e; KINFORMER_E2E_KUBECONFIG=path uses that cluster.
 e2e: $(E2E_STAMP)
 	$(VENV)/bin/pytest -q tests/e2e
+
+# Runs benchmarks/ (builds the client-go peer with Go), writes benchmarks/results/latest.json
+# and benchmarks/RESULTS.md, prints the table. BENCH_ARGS="--runs 3" etc. to change it.
+bench: $(DEV_STAMP)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 demo: $(RUN_STAMP)
 	$(VENV)/bin/kinformer demo $(DEMO_ARGS)

@@ -6,6 +6,9 @@ each, managedFields included) once, then serves, from ready bytes:
 - WATCH /api/v1/pods?watch=1: `--events` MODIFIED events cycling over the pods, each with a
   new resourceVersion, written in large chunks at full speed, then the stream stays open
   (bookmarks are not needed: the client stops when it has counted every event);
+- POST /admin/go: with `--gate`, watches hold their events until this start signal, so a
+  contender starts its clock after its cache synced and before any event flows (the gate
+  is level-triggered: one signal releases the next or the waiting watch);
 - POST /admin/expire: open watches end and the next one answers an ERROR 410 (a relist);
 - GET /admin/stats: requests served.
 The server is not the bottleneck: every contender reads the same bytes from it.
@@ -29,7 +32,9 @@ CHUNK = 1 << 20
 
 
 class Replay:
-    def __init__(self, pods: int, pod_bytes: int, events: int) -> None:
+    def __init__(self, pods: int, pod_bytes: int, events: int, gate: bool = False) -> None:
+        self.gate = gate
+        self.go = asyncio.Event()
         self.base_rv = 1000
         self.items: list[bytes] = []
         for i in range(pods):
@@ -81,6 +86,9 @@ class Replay:
                       "message": "too old resource version"}
             await resp.write(orjson.dumps({"type": "ERROR", "object": status}) + b"\n")
             return resp
+        if self.gate:
+            await self.go.wait()
+            self.go.clear()
         rv = int(request.query.get("resourceVersion") or 0)
         start = 0
         if rv > self.list_rv:  # resume: skip events already seen (each line is one RV)
@@ -102,6 +110,10 @@ class Replay:
         expired.set()
         return web.json_response({"ok": True})
 
+    async def start(self, request: web.Request) -> web.Response:
+        self.go.set()
+        return web.json_response({"ok": True})
+
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.requests)
 
@@ -112,11 +124,13 @@ def main() -> None:
     parser.add_argument("--pod-bytes", type=int, default=3000)
     parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--gate", action="store_true", help="hold watch events until POST /admin/go")
     args = parser.parse_args()
-    replay = Replay(args.pods, args.pod_bytes, args.events)
+    replay = Replay(args.pods, args.pod_bytes, args.events, args.gate)
     app = web.Application()
     app.router.add_get("/api/v1/pods", replay.pods)
     app.router.add_post("/admin/expire", replay.expire)
+    app.router.add_post("/admin/go", replay.start)
     app.router.add_get("/admin/stats", replay.stats)
 
     async def serve() -> None:

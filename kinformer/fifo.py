@@ -67,7 +67,15 @@ class Delta(NamedTuple):
     object: Any
 
 
-Deltas = list[Delta]
+class Deltas(list[Delta]):
+    """The deltas of one key, oldest first; `key` saves consumers recomputing it.
+
+    Built with list's own (C) constructor and the key set after, so queueing a new key
+    costs no Python-level `__init__` call.
+    """
+
+    __slots__ = ("key",)
+    key: str
 
 
 class KnownObjects(Protocol):
@@ -101,7 +109,7 @@ class DeltaFIFO:
         self._key_func = key_func
         self._known = known_objects
         self._transform = transform
-        self._items: OrderedDict[str, Deltas] = OrderedDict()
+        self._items: OrderedDict[str, Deltas] = OrderedDict()  # key order = pop order
         self._lock = asyncio.Lock()
         self._not_empty = asyncio.Event()
         self._populated = False
@@ -127,7 +135,8 @@ class DeltaFIFO:
             obj = self._transform(obj)
         deltas = self._items.get(key)
         if deltas is None:
-            self._items[key] = [Delta(kind, obj)]
+            deltas = self._items[key] = Deltas((Delta(kind, obj),))
+            deltas.key = key
             if self._counting_initial:
                 self._initial_population_count += 1
             self._not_empty.set()
@@ -227,7 +236,7 @@ class DeltaFIFO:
             deltas, is_initial = self._pop_locked()
             if process is not None:
                 result = process(deltas, is_initial)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     await result
             self._check_synced()
             return deltas
@@ -243,7 +252,7 @@ class DeltaFIFO:
                 popped.append(deltas)
                 if process is not None:
                     result = process(deltas, is_initial)
-                    if inspect.isawaitable(result):
+                    if result is not None and inspect.isawaitable(result):
                         await result
             self._check_synced()
             return popped
@@ -274,7 +283,7 @@ class DeltaFIFO:
     def list_keys(self) -> builtins.list[str]:
         return list(self._items)
 
-    def get_by_key(self, key: str) -> Deltas | None:
+    def get_by_key(self, key: str) -> builtins.list[Delta] | None:
         deltas = self._items.get(key)
         return list(deltas) if deltas is not None else None
 

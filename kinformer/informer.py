@@ -320,23 +320,25 @@ class SharedIndexInformer:
     def _process(self, deltas: Deltas, is_initial: bool) -> Any:
         if self._blocking:
             return self._process_blocking(deltas, is_initial)
+        key = deltas.key
         for delta in deltas:
-            self._dispatch(delta.type, delta.object, is_initial)
+            self._dispatch(delta.type, delta.object, is_initial, key)
         return None
 
     async def _process_blocking(self, deltas: Deltas, is_initial: bool) -> None:
+        key = deltas.key
         for delta in deltas:
-            blocked = self._dispatch(delta.type, delta.object, is_initial)
+            blocked = self._dispatch(delta.type, delta.object, is_initial, key)
             if blocked:
                 notification, waiting = blocked
                 for listener in waiting:
                     while not listener.removed and not listener.queue.put_nowait(notification):
                         await listener.queue.wait_for_room()
 
-    def _dispatch(self, kind: Any, obj: Any, is_initial: bool) -> tuple[Notification, list[Listener]] | None:
+    def _dispatch(self, kind: Any, obj: Any, is_initial: bool,
+                  key: str) -> tuple[Notification, list[Listener]] | None:
         """Update the cache for one delta and queue its notification (hot path)."""
         self.deltas_processed += 1
-        key = self._fifo.key_of(obj)
         processor = self._processor
         listeners = processor.listeners  # chosen in the same step as the cache write
         if kind is DELETED:

@@ -129,7 +129,8 @@ class PendingQueue:
             await self._room.wait()
 
     def _after_put(self, size: int) -> None:
-        self.peak = max(self.peak, size)
+        if size > self.peak:  # noqa: PLR1730 - hot path: a compare, not a builtin call
+            self.peak = size
         self._ready.set()
 
     def _start_coalescing(self) -> None:
@@ -245,7 +246,7 @@ class ResourceEventHandler:
         else:
             fn = self.on_delete
             result = fn(n.new) if fn is not None else None
-        return result if inspect.isawaitable(result) else None
+        return result if result is not None and inspect.isawaitable(result) else None
 
     def describe(self) -> str:
         for fn in (self.on_add, self.on_update, self.on_delete):

@@ -32,7 +32,10 @@ NAMESPACE_INDEX = "namespace"
 
 def namespace_index_func(obj: Any) -> list[str]:
     """Index objects by `metadata.namespace` (cluster-scoped objects under "")."""
-    return [namespace(obj)]
+    try:
+        return [obj["metadata"].get("namespace") or ""]
+    except (KeyError, TypeError, AttributeError):  # a tombstone or an odd object: the general path
+        return [namespace(obj)]
 
 
 class Indexer:

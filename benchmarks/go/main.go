@@ -51,8 +51,9 @@ func main() {
 
 	runtime.GC()
 	base := currentRSS()
-	cfg := &rest.Config{Host: *url, QPS: 1e6, Burst: 1e6, ContentType: "application/json",
-		AcceptContentTypes: "application/json"}
+	cfg := &rest.Config{Host: *url, QPS: 1e6, Burst: 1e6}
+	cfg.ContentType = "application/json" // the replay server speaks JSON only, like kinformer
+	cfg.AcceptContentTypes = "application/json"
 	clientset := kubernetes.NewForConfigOrDie(cfg)
 	factory := informers.NewSharedInformerFactory(clientset, 0)
 	informer := factory.Core().V1().Pods().Informer()
@@ -74,8 +75,15 @@ func main() {
 	out := map[string]interface{}{}
 	switch *mode {
 	case "watch":
+		// Release the replay server's gated watch events and start the clock.
+		begin := time.Now()
+		resp, err := http.Post(*url+"/admin/go", "application/json", nil)
+		if err != nil {
+			panic(err)
+		}
+		resp.Body.Close()
 		<-done
-		elapsed := time.Since(synced).Seconds()
+		elapsed := time.Since(begin).Seconds()
 		out["events"] = updates.Load()
 		out["seconds"] = elapsed
 		out["events_per_s"] = float64(updates.Load()) / elapsed
@@ -110,6 +118,8 @@ func main() {
 				time.Sleep(2 * time.Millisecond)
 			}
 		}()
+		// Let the watch live past client-go's 1 s "very short watch" rule, as kinformer does.
+		time.Sleep(1200 * time.Millisecond)
 		relistStart := time.Now()
 		resp, err := http.Post(*url+"/admin/expire", "application/json", nil)
 		if err != nil {

@@ -299,7 +299,16 @@ async def test_factory_shares_informers_and_stops_cleanly(fake_api_server: FakeA
                                                          fake_api_client: Any) -> None:
     seed(fake_api_server, 3)
     fake_api_server.create("pods", make_pod(1, "default"))
-    baseline = len(asyncio.all_tasks())
+
+    def client_tasks() -> int:
+        """Tasks of the client side: not the fake server's own aiohttp/handler tasks."""
+        def server_side(task: asyncio.Task[Any]) -> bool:
+            code = getattr(task.get_coro(), "cr_code", None)
+            filename = code.co_filename if code is not None else ""
+            return "aiohttp" in filename or "kinformer/testing" in filename
+        return sum(1 for t in asyncio.all_tasks() if not server_side(t))
+
+    baseline = client_tasks()
     factory = InformerFactory(fake_api_client, namespace="default")
     first = factory.informer(Resource.configmaps)
     assert factory.informer("configmaps") is first
@@ -314,6 +323,6 @@ async def test_factory_shares_informers_and_stops_cleanly(fake_api_server: FakeA
                    and "labelSelector" not in r.query]
         assert len(watches) == 1
     await eventually(lambda: fake_api_server.open_watches == 0)
-    assert len(asyncio.all_tasks()) == baseline
+    assert client_tasks() == baseline
     with pytest.raises(Exception, match="stopped"):
         first.add_event_handler(on_add=lambda o, i: None)
