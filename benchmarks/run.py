@@ -173,52 +173,54 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown section: title, header (first column left-aligned, others right), rows."""
+    align = "|---|" + "---:|" * (len(header) - 1)
+    return [title, "", "| " + " | ".join(header) + " |", align,
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
+    mib = 2**20
     lines = [
         "# kinformer benchmark results", "",
         f"Produced by `make bench` on {results['date']}: {m['cpu']}, {m['cores']} cores "
         f"(client on CPU {m['client_cpus']}, server on CPU {m['server_cpus']}), Python {m['python']}, "
         f"{m['go']}, kinformer {m['versions']['kinformer']}, kubernetes_asyncio "
         f"{m['versions']['kubernetes_asyncio']}, client-go {m['client_go']}. Medians of "
-        f"{results['runs']} runs after a warm-up; ratios are against baselines of this same run.", "",
+        f"{results['runs']} runs after a warm-up; ratios are against baselines of this same run."
+        + (f" Re-run and merged since: {results['merged']}." if results.get("merged") else ""), "",
     ]
     w = results.get("watch_throughput")
     if w:
         limit = w["limit (orjson parse only)"]["events_per_s"]
         typed = w["kubernetes_asyncio typed Watch"]["events_per_s"]
-        lines += ["## 1. Watch throughput (HTTP stream → cache, one no-op handler)", "",
-                  "| contender | events/s | vs limit | vs typed peer |", "|---|---:|---:|---:|"]
-        for name, r in w.items():
-            lines.append(f"| {name} | {r['events_per_s']:,.0f} | {ratio(r['events_per_s'], limit)} | "
-                         f"{ratio(r['events_per_s'], typed)} |")
-        lines.append("")
+        lines += table("## 1. Watch throughput (HTTP stream → cache, one no-op handler)",
+                       ["contender", "events/s", "vs limit", "vs typed peer", "client CPU µs/event"],
+                       [[name, f"{r['events_per_s']:,.0f}", ratio(r["events_per_s"], limit),
+                         ratio(r["events_per_s"], typed),
+                         f"{r['cpu_us_per_event']:.1f}" if "cpu_us_per_event" in r else "n/a"]
+                        for name, r in w.items()])
     s = results.get("initial_sync")
     if s:
-        lines += ["## 2-3. Initial sync (paged 500) and memory per cached pod", "",
-                  "| pods | contender | sync s | peak RSS MiB | steady bytes/pod |", "|---:|---|---:|---:|---:|"]
-        for n, by in s.items():
-            for name, r in by.items():
-                lines.append(f"| {int(n):,} | {name} | {r['seconds']:.2f} | {r['peak_rss'] / 2**20:,.0f} | "
-                             f"{r['bytes_per_object']:,.0f} |")
-        lines.append("")
+        lines += table("## 2-3. Initial sync (paged 500) and memory per cached pod",
+                       ["pods", "contender", "sync s", "peak RSS MiB", "steady bytes/pod"],
+                       [[f"{int(n):,}", name, f"{r['seconds']:.2f}", f"{r['peak_rss'] / mib:,.0f}",
+                         f"{r['bytes_per_object']:,.0f}"] for n, by in s.items() for name, r in by.items()])
     rl = results.get("relist_peak")
     if rl:
-        lines += [f"## 4. Relist peak (forced 410, {rl['objects']:,} cached pods)", "",
-                  "| contender | steady RSS MiB | peak during relist MiB | peak / steady | relist s |",
-                  "|---|---:|---:|---:|---:|"]
-        for name in ("kinformer", "client-go SharedInformer"):
-            r = rl[name]
-            lines.append(f"| {name} | {r['steady_rss'] / 2**20:,.0f} | {r['relist_peak_rss'] / 2**20:,.0f} | "
-                         f"{r['peak_over_steady']:.2f} | {r['relist_seconds']:.2f} |")
-        lines.append("")
+        lines += table(f"## 4. Relist peak (forced 410, {rl['objects']:,} cached pods)",
+                       ["contender", "steady RSS MiB", "peak during relist MiB", "peak / steady", "relist s"],
+                       [[name, f"{rl[name]['steady_rss'] / mib:,.0f}", f"{rl[name]['relist_peak_rss'] / mib:,.0f}",
+                         f"{rl[name]['peak_over_steady']:.2f}", f"{rl[name]['relist_seconds']:.2f}"]
+                        for name in ("kinformer", "client-go SharedInformer")])
     f = results.get("fanout")
     if f:
-        lines += ["## 5. Fan-out (kinformer; latency = object queued → handler called)", "",
-                  "| handlers | events/s (all fast handlers done) | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
-        for name, r in f.items():
-            lines.append(f"| {name} | {r['events_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
-        lines.append("")
+        lines += table("## 5. Fan-out at full speed (kinformer; latency = object queued → handler called)",
+                       ["handlers", "events/s (all fast handlers done)", "p50 ms", "p99 ms"],
+                       [[name, f"{r['events_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+                        for name, r in f.items()])
     lines += ["## 6. Work queue", "", "Not measured: kinformer has no work queue yet.", ""]
     return "\n".join(lines)
 
@@ -230,11 +232,17 @@ def main() -> None:
     parser.add_argument("--sync-sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--only", nargs="*", default=["watch", "sync", "relist", "fanout"])
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    parser.add_argument("--merge", action="store_true",
+                        help="re-run only --only scenarios and merge them into the existing results file")
     args = parser.parse_args()
     started = time.time()
     go_peer = build_go_peer()
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": args.runs,
                                "machine": machine(), "parameters": vars(args) | {"go_peer": go_peer}}
+    if args.merge and Path(args.out).exists():
+        previous = json.loads(Path(args.out).read_text())
+        previous.setdefault("merged", []).append({"date": results["date"], "only": args.only})
+        results = previous | {"machine": results["machine"]}
     steps: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
         "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout}
     for name in args.only:

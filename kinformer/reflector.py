@@ -57,7 +57,6 @@ from kinformer.errors import (
     ConnectionFailedError,
     DecodeError,
     ExpiredError,
-    InvalidError,
     KinformerError,
     TooLargeResourceVersionError,
     TooManyRequestsError,
@@ -338,8 +337,6 @@ class Reflector:
             return _Next.REWATCH if progressed else _Next.REWATCH_AFTER_BACKOFF
         if isinstance(exc, (TooManyRequestsError, ConnectionFailedError)):
             return _Next.REWATCH_AFTER_BACKOFF
-        if isinstance(exc, InvalidError) and self.config.streaming_list:
-            return _Next.LIST_INSTEAD
         return _Next.RELIST_AFTER_BACKOFF
 
     async def _apply(self, batch: list[Any]) -> None:

@@ -120,26 +120,18 @@ func main() {
 		}()
 		// Let the watch live past client-go's 1 s "very short watch" rule, as kinformer does.
 		time.Sleep(1200 * time.Millisecond)
+		watchesBefore := serverStats(*url)["watch"]
 		relistStart := time.Now()
 		resp, err := http.Post(*url+"/admin/expire", "application/json", nil)
 		if err != nil {
 			panic(err)
 		}
 		resp.Body.Close()
-		// Wait for the relist: the server counts lists; ours is the second.
-		for {
-			r, err := http.Get(*url + "/admin/stats")
-			if err == nil {
-				var stats map[string]int
-				_ = json.NewDecoder(r.Body).Decode(&stats)
-				r.Body.Close()
-				if stats["list"] >= 2*pagesOf(len(informer.GetStore().ListKeys())) {
-					break
-				}
-			}
-			time.Sleep(10 * time.Millisecond)
+		// The relist is done when the reflector opens its next watch: the re-watch that got
+		// the 410 is one new watch request, the watch after the relist is the second.
+		for serverStats(*url)["watch"] < watchesBefore+2 {
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond) // let the replaced items drain through the DeltaFIFO
 		close(stop)
 		<-sampled
 		out["objects"] = len(informer.GetStore().ListKeys())
@@ -152,6 +144,13 @@ func main() {
 	fmt.Println(string(data))
 }
 
-func pagesOf(objects int) int {
-	return (objects + 499) / 500
+func serverStats(url string) map[string]int {
+	stats := map[string]int{}
+	r, err := http.Get(url + "/admin/stats")
+	if err != nil {
+		return stats
+	}
+	defer r.Body.Close()
+	_ = json.NewDecoder(r.Body).Decode(&stats)
+	return stats
 }

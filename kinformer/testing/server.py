@@ -35,7 +35,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -707,12 +707,6 @@ class FakeApiServer:
             raise _HttpError(404, "NotFound", "the server could not find the requested resource")
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
-
-
-@contextlib.asynccontextmanager
-async def running_server(**kwargs: Any) -> AsyncIterator[FakeApiServer]:
-    async with FakeApiServer(**kwargs) as server:
-        yield server
 
 
 def main(argv: list[str] | None = None) -> None:

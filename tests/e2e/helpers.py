@@ -10,9 +10,8 @@ from typing import Any
 import aiohttp
 import anyio
 
-from kinformer import Delta, DeltaType, ListWatch, ReflectorConfig, Resource, SharedIndexInformer
+from kinformer import ListWatch, ReflectorConfig, Resource, SharedIndexInformer
 from kinformer.backoff import Backoff
-from kinformer.clock import Clock
 from tests.e2e.conftest import raw
 
 
@@ -87,5 +86,3 @@ async def running(informer: SharedIndexInformer) -> AsyncIterator[SharedIndexInf
         assert await informer.wait_for_sync(60), "informer did not sync"
         yield informer
 
-
-__all__ = ["Clock", "Delta", "DeltaType"]

@@ -46,9 +46,9 @@ async def read_events(resp: aiohttp.ClientResponse, count: int, timeout: float =
 
 
 @pytest_asyncio.fixture
-async def server() -> AsyncIterator[FakeApiServer]:
-    async with FakeApiServer(bookmark_interval=0.1) as s:
-        yield s
+async def server(fake_api_server: FakeApiServer) -> FakeApiServer:
+    """The plugin's `fake_api_server` (bookmarks every 0.2 s), under a shorter name."""
+    return fake_api_server
 
 
 @pytest_asyncio.fixture
