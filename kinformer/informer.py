@@ -17,7 +17,9 @@ synced and that handler has handled those adds.
 Resync periods (client-go `AddEventHandlerWithResyncPeriod`): a handler's period defaults
 to the informer's; below 1 s it is raised to 1 s; the informer checks every "check
 period", the smallest period asked before start; a period asked after start that is below
-the check period is raised to it; with a check period of 0 nobody resyncs.
+the check period is raised to it; with a check period of 0 nobody resyncs. One deliberate
+difference: client-go ignores a handler's period when the informer's own is 0; kinformer
+lets a handler registered before start set the check period (asked for means wanted).
 
 `async with informer:` runs it in a task group and stops every task on exit;
 `await informer.run()` runs it until cancelled.
