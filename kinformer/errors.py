@@ -32,10 +32,6 @@ class FIFOClosedError(KinformerError):
     """`pop` on a closed DeltaFIFO whose queued items have all drained."""
 
 
-class QueueShutDownError(KinformerError):
-    """An operation on a work queue that has been shut down."""
-
-
 class DecodeError(KinformerError):
     """A watch line or list body is not the JSON the protocol promises.
 

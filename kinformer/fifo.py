@@ -313,10 +313,6 @@ class ReplaceSession:
         self._initial = not fifo._populated
         self._done = False
 
-    @property
-    def listed_count(self) -> int:
-        return len(self._listed)
-
     def _unchanged(self, key: str, obj: Any) -> bool:
         rv = _rv(obj)
         if not rv:
