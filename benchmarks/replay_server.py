@@ -32,8 +32,9 @@ CHUNK = 1 << 20
 
 
 class Replay:
-    def __init__(self, pods: int, pod_bytes: int, events: int, gate: bool = False) -> None:
+    def __init__(self, pods: int, pod_bytes: int, events: int, gate: bool = False, rate: float = 0.0) -> None:
         self.gate = gate
+        self.rate = rate
         self.go = asyncio.Event()
         self.base_rv = 1000
         self.items: list[bytes] = []
@@ -54,6 +55,11 @@ class Replay:
             pod["status"]["podIP"] = f"10.9.{n // 256 % 256}.{n % 256}"
             lines.append(orjson.dumps({"type": "MODIFIED", "object": pod}))
         self.stream = b"\n".join(lines) + (b"\n" if lines else b"")
+        self.line_ends = []  # offset just past each event line, for paced streaming
+        end = 0
+        for line in lines:
+            end += len(line) + 1
+            self.line_ends.append(end)
         self.expire_next = False
         self.expired = asyncio.Event()
         self.requests = {"list": 0, "watch": 0}
@@ -98,10 +104,27 @@ class Replay:
                 pos = self.stream.index(b"\n", pos) + 1
             start = pos
         view = memoryview(self.stream)
-        for offset in range(start, len(self.stream), CHUNK):
-            await resp.write(bytes(view[offset:offset + CHUNK]))
+        if self.rate:
+            await self._paced(resp, view, start)
+        else:
+            for offset in range(start, len(self.stream), CHUNK):
+                await resp.write(bytes(view[offset:offset + CHUNK]))
         await expired.wait()  # keep the watch open until the client goes, or /admin/expire
         return resp
+
+    async def _paced(self, resp: web.StreamResponse, view: memoryview, start: int) -> None:
+        """Write events at `rate` per second, in 10 ms ticks on an absolute schedule."""
+        loop = asyncio.get_running_loop()
+        tick = 0.01
+        per_tick = max(1, round(self.rate * tick))
+        first = next((i for i, end in enumerate(self.line_ends) if end > start), len(self.line_ends))
+        due = loop.time()
+        for i in range(first, len(self.line_ends), per_tick):
+            begin = self.line_ends[i - 1] if i else 0
+            end = self.line_ends[min(i + per_tick, len(self.line_ends)) - 1]
+            await resp.write(bytes(view[begin:end]))
+            due += tick
+            await asyncio.sleep(max(0.0, due - loop.time()))
 
     async def expire(self, request: web.Request) -> web.Response:
         """End open watches; the next watch gets 410, so the client relists."""
@@ -125,8 +148,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--gate", action="store_true", help="hold watch events until POST /admin/go")
+    parser.add_argument("--rate", type=float, default=0.0, help="events per second (0: full speed)")
     args = parser.parse_args()
-    replay = Replay(args.pods, args.pod_bytes, args.events, args.gate)
+    replay = Replay(args.pods, args.pod_bytes, args.events, args.gate, args.rate)
     app = web.Application()
     app.router.add_get("/api/v1/pods", replay.pods)
     app.router.add_post("/admin/expire", replay.expire)
