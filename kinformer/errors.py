@@ -1,10 +1,41 @@
-"""Every exception kinformer raises, in one place.
+"""Every exception kinformer raises, in one hierarchy.
+
+```
+KinformerError
+├── TransportError               talking to the API server failed (the reflector retries all of these)
+│   ├── ConnectionFailedError    refused, reset, DNS, TLS
+│   ├── WatchDroppedError        a watch stream ended without the chunked stream's clean end
+│   ├── WatchIdleTimeoutError    no byte for longer than the idle timeout: a dead connection
+│   ├── DecodeError              a line or body is not the JSON the protocol promises
+│   ├── UnexpectedObjectError    a watch event of another kind / apiVersion than the one watched
+│   └── ApiError                 an HTTP status; one subclass per code, from `_STATUS_CLASSES`
+│       ├── InvalidError (400, 422)   UnauthorizedError (401)   ForbiddenError (403)
+│       ├── NotFoundError (404)       ConflictError (409)       ExpiredError (410)
+│       ├── TooManyRequestsError (429)
+│       └── ServerError (5xx)  └── TooLargeResourceVersionError (504 "Too large resource version")
+├── LifecycleError               a component used out of order
+│   ├── AlreadyStartedError      run()/start twice
+│   └── StoppedError             used after it stopped (e.g. add_event_handler after stop)
+├── UserCallbackError            a user's transform, key function or handler raised (`__cause__` is theirs)
+│   ├── TransformError
+│   ├── KeyFuncError             also raised for objects that have no key (not a dict with metadata.name)
+│   └── HandlerError
+├── SelectorError                a label/field selector does not parse; the message names the part
+├── IndexerConflictError         add_indexers with a name that exists
+├── FIFOClosedError              pop on a closed, drained DeltaFIFO
+└── ShutDownError                get() on a shut-down, drained work queue
+```
 
 Invariants:
 - Each failure a caller may want to handle differently has its own class.
-- HTTP failures are `ApiError`s carrying the Kubernetes `Status` fields
-  (`code`, `reason`, `message`) and, where the server sent one, `retry_after`.
-- `api_error_from_status` is the one place a status code / reason becomes a class.
+- HTTP failures carry the Kubernetes `Status` fields (`code`, `reason`, `message`) and, where
+  the server sent one, `retry_after`. `api_error_from_status` is the one place a status code
+  becomes a class: a table by code, with two refinements by body (410-like reasons, and
+  "too large resourceVersion" in each of the three formats servers have used).
+- No message holds an object body, a header or a token (a Secret's data must never leak).
+- Permanent vs retryable follows client-go: the reflector retries everything (with backoff);
+  `ApiError.permanent` only says whether a human has to act (401, 403, 404, 400/422) so that
+  health reports can say so.
 """
 
 from __future__ import annotations
@@ -16,31 +47,45 @@ class KinformerError(Exception):
     """Base class of every kinformer error."""
 
 
-class KeyFuncError(KinformerError, ValueError):
-    """An object has no key: it is not a dict with `metadata.name`."""
+# -- transport ---------------------------------------------------------------------------
 
 
-class SelectorError(KinformerError, ValueError):
-    """A label or field selector does not parse; the message names the offending part."""
+class TransportError(KinformerError):
+    """Talking to the API server failed; the reflector retries these with backoff."""
 
 
-class IndexerConflictError(KinformerError, ValueError):
-    """`add_indexers` was given an index name that already exists."""
+class ConnectionFailedError(TransportError):
+    """The API server could not be reached (refused, reset, DNS, TLS)."""
 
 
-class FIFOClosedError(KinformerError):
-    """`pop` on a closed DeltaFIFO whose queued items have all drained."""
+class WatchDroppedError(TransportError):
+    """A watch connection ended without the chunked stream's clean end."""
 
 
-class DecodeError(KinformerError):
+class WatchIdleTimeoutError(TransportError):
+    """No byte arrived on a watch for longer than its idle timeout: a dead connection."""
+
+
+class DecodeError(TransportError):
     """A watch line or list body is not the JSON the protocol promises.
 
     The offending bytes are *not* kept: they may hold a Secret's data.
     """
 
 
-class ApiError(KinformerError):
+class UnexpectedObjectError(TransportError):
+    """A watch event carried an object of another kind or apiVersion than the one watched.
+
+    client-go's reflector checks `expectedType`/`expectedGVK` the same way; the event is
+    skipped (it never enters the cache) and the watch goes on.
+    """
+
+
+class ApiError(TransportError):
     """An HTTP error from the API server, with the fields of its `Status` body."""
+
+    permanent = False
+    """True when retrying cannot help until a human acts (bad credentials, no such resource)."""
 
     def __init__(
         self,
@@ -59,52 +104,82 @@ class ApiError(KinformerError):
         super().__init__(f"{code} {reason}: {message}" if reason else f"{code}: {message}")
 
 
-class ExpiredError(ApiError):
-    """410: the requested resourceVersion (or continue token) is older than the server keeps."""
+class InvalidError(ApiError):
+    """422 (or 400): the request or its parameters are invalid."""
 
-
-class TooLargeResourceVersionError(ApiError):
-    """504 with cause ResourceVersionTooLarge: the server has not caught up with the RV asked."""
-
-
-class TooManyRequestsError(ApiError):
-    """429: back off, for `retry_after` seconds when the server said so."""
+    permanent = True
 
 
 class UnauthorizedError(ApiError):
     """401: the credentials were refused."""
 
+    permanent = True
+
 
 class ForbiddenError(ApiError):
     """403: the credentials may not do this."""
 
+    permanent = True
+
 
 class NotFoundError(ApiError):
-    """404: no such object or resource."""
+    """404: no such object or resource (for a LIST: the resource is not served, e.g. a CRD)."""
+
+    permanent = True
 
 
 class ConflictError(ApiError):
     """409: already exists, or a resourceVersion precondition failed."""
 
 
-class InvalidError(ApiError):
-    """422 (or 400): the request or its parameters are invalid."""
+class ExpiredError(ApiError):
+    """410: the requested resourceVersion (or continue token) is older than the server keeps."""
+
+
+class TooManyRequestsError(ApiError):
+    """429: back off, for `retry_after` seconds when the server said so."""
 
 
 class ServerError(ApiError):
-    """5xx other than too-large-RV: retry with backoff."""
+    """5xx: retry with backoff."""
 
 
-class WatchIdleTimeoutError(KinformerError):
-    """No byte arrived on a watch for longer than its idle timeout: a dead connection."""
+class TooLargeResourceVersionError(ServerError):
+    """The server has not caught up with the resourceVersion asked for (504, or a 5xx body saying so)."""
 
 
-def _is_too_large_rv(status: dict[str, Any]) -> bool:
-    details = status.get("details") or {}
-    for cause in details.get("causes") or ():
-        if cause.get("reason") == "ResourceVersionTooLarge":
-            return True
-    return "Too large resource version" in str(status.get("message", ""))
+_STATUS_CLASSES: dict[int, type[ApiError]] = {
+    400: InvalidError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: ExpiredError,
+    422: InvalidError,
+    429: TooManyRequestsError,
+}
+
+_TOO_LARGE_RV = "Too large resource version"
+
+
+def is_too_large_resource_version(code: int, status: dict[str, Any]) -> bool:
+    """True for an error that says the RV asked for is newer than the server's, in any format.
+
+    Servers have said so three ways (client-go's `isTooLargeResourceVersionError` accepts all):
+    a cause with reason `ResourceVersionTooLarge` (1.18.6+, any code); and, on a timeout
+    (504 or reason `Timeout`) only, a cause whose *message* is "Too large resource version"
+    (1.17.0 to 1.18.5) or that text in the Status message itself (before 1.17).
+    """
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    causes = [c for c in causes if isinstance(c, dict)] if isinstance(causes, list) else []
+    if any(c.get("reason") == "ResourceVersionTooLarge" for c in causes):
+        return True
+    if code != 504 and status.get("reason") != "Timeout":
+        return False
+    if any(c.get("message") == _TOO_LARGE_RV for c in causes):
+        return True
+    return _TOO_LARGE_RV in str(status.get("message", ""))
 
 
 def api_error_from_status(
@@ -114,34 +189,71 @@ def api_error_from_status(
     body = status if isinstance(status, dict) else {}
     reason = str(body.get("reason", "") or "")
     message = str(body.get("message", "") or "")
-    kwargs: dict[str, Any] = {"retry_after": retry_after, "status": body}
     cls: type[ApiError]
-    if code == 410 or reason in ("Expired", "Gone"):
+    if reason in ("Expired", "Gone"):
         cls = ExpiredError
-    elif code == 504 and _is_too_large_rv(body):
+    elif is_too_large_resource_version(code, body):
         cls = TooLargeResourceVersionError
-    elif code == 429:
-        cls = TooManyRequestsError
-    elif code == 401:
-        cls = UnauthorizedError
-    elif code == 403:
-        cls = ForbiddenError
-    elif code == 404:
-        cls = NotFoundError
-    elif code == 409:
-        cls = ConflictError
-    elif code in (400, 422):
-        cls = InvalidError
+    elif code in _STATUS_CLASSES:
+        cls = _STATUS_CLASSES[code]
     elif code >= 500:
         cls = ServerError
     else:
         cls = ApiError
-    return cls(code, reason, message, **kwargs)
+    return cls(code, reason, message, retry_after=retry_after, status=body)
 
 
-class ConnectionFailedError(KinformerError):
-    """The API server could not be reached (refused, reset, DNS, TLS)."""
+# -- lifecycle ---------------------------------------------------------------------------
 
 
-class WatchDroppedError(KinformerError):
-    """A watch connection ended without the chunked stream's clean end."""
+class LifecycleError(KinformerError):
+    """A component was used out of order (started twice, used after it stopped)."""
+
+
+class AlreadyStartedError(LifecycleError):
+    """`run()` (or `async with`) on a component that is already running or has run."""
+
+
+class StoppedError(LifecycleError):
+    """The component has stopped; it takes no more work (e.g. `add_event_handler` after stop)."""
+
+
+# -- user callbacks ----------------------------------------------------------------------
+
+
+class UserCallbackError(KinformerError):
+    """A user's callback raised; `__cause__` is the user's exception.
+
+    kinformer never dies of these: it logs them with context, counts them and goes on.
+    """
+
+
+class TransformError(UserCallbackError):
+    """The informer's `transform` raised for an object; that event was skipped."""
+
+
+class KeyFuncError(UserCallbackError, ValueError):
+    """An object has no key: the key function raised, or it is not a dict with `metadata.name`."""
+
+
+class HandlerError(UserCallbackError):
+    """An event handler raised."""
+
+
+# -- values and local structures -----------------------------------------------------------
+
+
+class SelectorError(KinformerError, ValueError):
+    """A label or field selector does not parse; the message names the offending part."""
+
+
+class IndexerConflictError(KinformerError, ValueError):
+    """`add_indexers` was given an index name that already exists."""
+
+
+class FIFOClosedError(KinformerError):
+    """`pop` on a closed DeltaFIFO whose queued items have all drained."""
+
+
+class ShutDownError(KinformerError):
+    """`get()` on a work queue that is shut down and has nothing left to hand out."""
