@@ -298,7 +298,7 @@ class DeltaFIFO:
 
 
 class ReplaceSession:
-    """One streamed replace: `await add_page(objs)` per list page, then `await finish(rv)`.
+    """One streamed replace: `await add_page(objs)` per list page, then `await finish()`.
 
     Invariant: `_listed` holds every key seen in this session (keys only, never objects),
     so `finish` can emit tombstones for keys queued or known but not listed. If the first
@@ -373,7 +373,7 @@ class ReplaceSession:
         async with self._fifo._lock:
             self._add_locked(objs)
 
-    async def finish(self, resource_version: str = "") -> None:
+    async def finish(self) -> None:
         if self._done:
             raise RuntimeError("replace session already finished")
         async with self._fifo._lock:

@@ -4,8 +4,10 @@ Invariants:
 - Requests go through the `kubernetes_asyncio` `ApiClient` (its config, auth and TLS) with
   `_preload_content=False`; kinformer reads the bytes and decodes them with orjson once.
 - Every object handed out is complete: list items of built-in kinds, which the server
-  sends without kind/apiVersion, get them from the list; `metadata.managedFields` is
+  sends without kind/apiVersion, get them (`expected_kind`, `expected_api_version`), and so
+  does a watch event's object that lacks them; `metadata.managedFields` is
   removed at decode unless `keep_managed_fields=True` (it is often half of an object).
+- Selectors are parsed at construction: a bad one raises `SelectorError` at once.
 - A non-2xx answer becomes the `ApiError` subclass for its Status (errors.py), carrying
   `Retry-After`; an unreachable server becomes `ConnectionFailedError`.
 - A watch is an async context manager: leaving it (normally, by error or cancellation)
@@ -33,6 +35,7 @@ from kinformer.errors import (
     api_error_from_status,
 )
 from kinformer.resources import Resource
+from kinformer.selectors import FieldSelector, LabelSelector
 
 DEFAULT_PAGE_SIZE = 500
 ACCEPT_JSON = "application/json"
@@ -97,6 +100,9 @@ class ListWatch:
         self.api_client = api_client
         self.resource = resource
         self.namespace = namespace if resource.namespaced else None
+        # Parsed here so a bad selector fails at construction, not as 400s retried forever.
+        LabelSelector.parse(label_selector)
+        FieldSelector.parse(field_selector)
         self.label_selector = label_selector or None
         self.field_selector = field_selector or None
         self.metadata_only = metadata_only
@@ -104,9 +110,9 @@ class ListWatch:
         self.page_size = page_size
         self.path = resource.collection_path(self.namespace)
         if metadata_only:
-            self._item_kind, self._item_api_version = "PartialObjectMetadata", "meta.k8s.io/v1"
+            self.expected_kind, self.expected_api_version = "PartialObjectMetadata", "meta.k8s.io/v1"
         else:
-            self._item_kind, self._item_api_version = resource.kind, resource.api_version
+            self.expected_kind, self.expected_api_version = resource.kind, resource.api_version
 
     def __repr__(self) -> str:
         return f"ListWatch({self.resource}, namespace={self.namespace!r})"
@@ -176,7 +182,7 @@ class ListWatch:
             items = data.get("items") or []
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise DecodeError(f"list of {self.resource} is not a valid list body ({len(body)} bytes)") from None
-        kind, api_version, keep = self._item_kind, self._item_api_version, self.keep_managed_fields
+        kind, api_version, keep = self.expected_kind, self.expected_api_version, self.keep_managed_fields
         for item in items:
             if "kind" not in item:
                 item["kind"] = kind
@@ -247,6 +253,9 @@ class ListWatch:
                 raise DecodeError(f"watch event {kind} carries an object without metadata.name/resourceVersion")
             if not self.keep_managed_fields:
                 meta.pop("managedFields", None)
+            if "kind" not in obj:
+                obj["kind"] = self.expected_kind
+                obj["apiVersion"] = self.expected_api_version
         elif kind not in ("BOOKMARK", "ERROR"):
             raise DecodeError(f"unknown watch event type {kind!r}")
         return WatchEvent(kind, obj)

@@ -1,52 +1,71 @@
 """`Reflector`: keeps a store (a DeltaFIFO) in step with the server by list, then watch.
 
-The reflector is an explicit state machine (`ReflectorState`):
+The reflector is an explicit state machine, written the way kube-rs's `watcher` is. Each
+state carries what its next request needs; `transition(state, outcome, ...)` is the one
+function that decides what comes next, and `Reflector.run` only performs states:
 
-    LISTING ──ok──▶ WATCHING ──clean close / drop after progress / idle timeout──▶ WATCHING
-       ▲                │
-       │                ├─ 410 (HTTP or ERROR event) ─────────────────────────▶ LISTING (at once, RV "")
-       │                ├─ 429, connection refused, short or empty watch,
-       │                │  malformed line without progress ─▶ BACKOFF ─▶ WATCHING (same RV)
-       └── BACKOFF ◀────┴─ any other error (500, 403, …) ─────────────────────▶ BACKOFF ─▶ LISTING
+    Listing(rv, match)   a paged LIST. rv "0" (any cached state) before the first sync;
+                         the last synced RV with match NotOlderThan on a later relist;
+                         "" (a consistent read) after a 410 or a "too large RV" error.
+    StreamingList(rv)    a WATCH with sendInitialEvents (opt-in, `streaming_list`); its
+                         ADDED events are the list, the bookmark annotated
+                         `k8s.io/initial-events-end` ends it and the stream goes on as a watch.
+    Watching(rv)         a WATCH from rv with bookmarks and a random timeoutSeconds.
+    BackingOff(then, retry_after)  wait the backoff step (or Retry-After, if longer), then `then`.
+    Stopped              cancelled.
 
-What each step sends (client-go's reflector, DESIGN §4):
-- LIST: pages of `page_size` (500). The first list uses RV "0" (any cached state); after a
-  410 or "too large RV", RV "" (a consistent read); otherwise the last synced RV with
-  `resourceVersionMatch=NotOlderThan`. A 410 on a continue token → one immediate full
-  relist with RV "". Pages are applied as they arrive through `DeltaFIFO.start_replace()`,
-  so a relist never holds a second copy of the cache; deletions (tombstones for keys not
-  listed) are computed after the last page, which keeps `replace` semantics exact.
-- WATCH: from the last synced RV with `allowWatchBookmarks=true` and `timeoutSeconds`
-  random in [300, 600); a client-side idle timeout (server timeout + 30 s) catches dead
-  connections. ADDED/MODIFIED/DELETED go to the store in batches (one per network read);
-  BOOKMARK only moves the RV. The RV moves only after the events before it were queued.
-- Streaming list (opt-in, `ReflectorConfig.streaming_list`): the watch is opened with
-  `sendInitialEvents=true`; its ADDED events feed a streamed replace that finishes at the
-  BOOKMARK annotated `k8s.io/initial-events-end`, then the same stream goes on as the
-  watch. Any failure before that bookmark falls back to a paged LIST for that round.
-- Backoff: 0.8 s doubling to 30 s, jitter 1.0, reset after 2 min (backoff.py); a
-  `Retry-After` longer than the backoff is honoured.
+The transitions (`transition`, tested as a table in tests/test_reflector_states.py):
 
-Deliberate differences from client-go, each because the RV is still good: a malformed
-line, an unknown event type or an object without metadata (logged without the body,
-counted in `stats.decode_errors`) restart the watch from the last good RV instead of
-relisting; a watch that ends within 1 s with no events is retried after backoff from the
-same RV instead of relisting. If the RV is not good, the server says 410 and we relist.
+    state          outcome                                   next
+    Listing        Synced(rv)                                Watching(rv)
+    Listing        410 / too large RV                        Listing("")   (BackingOff first if rv was "")
+    Listing        any other failure                         BackingOff(same Listing)
+    StreamingList  Synced(rv)                                Watching(rv), on the same connection
+    StreamingList  410 / too large RV                        Listing("")   (paged fallback, this round)
+    StreamingList  any other failure, or end before the end bookmark   the relist Listing (paged fallback)
+    Watching       clean end after progress / idle timeout   Watching(last RV)
+    Watching       clean end without progress                BackingOff(Watching(last RV))
+    Watching       drop or malformed line                    Watching(last RV), after BackingOff if no progress
+    Watching       429, connection refused                   BackingOff(Watching(last RV))
+    Watching       410 (HTTP or ERROR event)                 relist at ""  (Listing / StreamingList)
+    Watching       too large RV                              BackingOff(relist at "")
+    Watching       anything else (500, 401, 403, a resync error, ...)   BackingOff(relist at last RV)
+    BackingOff     the wait is over                          `then`
 
-The reflector never dies of an error: every failure is counted, passed to
-`watch_error_handler`, logged with its context, and retried. Cancellation stops it at
-once and closes the open HTTP response.
+"Progress" is an event received, or a watch that lasted `short_watch` (1 s). "The relist"
+is Listing("0") before the first sync, else Listing(last RV, NotOlderThan), or the
+StreamingList equivalent when streaming lists are on. Every list after a 410 / too-large
+error uses RV "" until one succeeds; the round after that goes back to the last synced RV.
+
+What each request sends (client-go's reflector): LIST pages of `page_size` (500) at one
+resourceVersion, applied page by page through `DeltaFIFO.start_replace()` so a relist never
+holds a second copy of the cache; tombstones for keys not listed are computed after the last
+page. WATCH with `allowWatchBookmarks=true`, `timeoutSeconds` random in [300, 600), and a
+client-side idle timeout (timeoutSeconds + 30 s) that catches dead connections. Events go to
+the store in batches (one per network read); the RV moves only after the events before it
+were queued; BOOKMARK only moves the RV. Backoff: 0.8 s doubling to 30 s, jitter 1.0, reset
+after 2 min (backoff.py).
+
+Deliberate differences from client-go, each because the RV is still good: a malformed line
+(counted in `stats.decode_errors`) or a short empty watch re-watches from the last good RV
+instead of relisting. A watch 410 relists with a consistent read (client-go first tries the
+last RV with NotOlderThan); a 410 on the consistent list itself backs off before retrying.
+
+Never fatal: every failure — including 410s and a store's resync error, which ends the round
+as in client-go — is counted in `stats.errors`, recorded in `health()` and passed to
+`watch_error_handler` (default: one log line at a level that fits). A watch event of another
+kind or apiVersion than the one watched (client-go's expectedType/expectedGVK check) is
+skipped, counted in `stats.unexpected_objects`, reported the same way, and the watch goes on.
+Cancellation stops it at once and closes the open HTTP response.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import aiohttp
 import anyio
 import structlog
 
@@ -57,9 +76,9 @@ from kinformer.errors import (
     ConnectionFailedError,
     DecodeError,
     ExpiredError,
-    KinformerError,
     TooLargeResourceVersionError,
     TooManyRequestsError,
+    UnexpectedObjectError,
     WatchDroppedError,
     WatchIdleTimeoutError,
     api_error_from_status,
@@ -68,6 +87,7 @@ from kinformer.fifo import ADDED, DELETED, UPDATED, DeltaType, ReplaceSession
 from kinformer.listwatch import ListWatch
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+NOT_OLDER_THAN = "NotOlderThan"
 _DELTA_OF = {"ADDED": ADDED, "MODIFIED": UPDATED, "DELETED": DELETED}
 
 
@@ -81,20 +101,122 @@ class ReflectorStore(Protocol):
     async def resync(self) -> None: ...
 
 
-class ReflectorState(enum.Enum):
-    INITIAL = "initial"
-    LISTING = "listing"
-    WATCHING = "watching"
-    BACKOFF = "backoff"
-    STOPPED = "stopped"
+# -- states -------------------------------------------------------------------------------
 
 
-class _Next(enum.Enum):
-    REWATCH = "rewatch"
-    REWATCH_AFTER_BACKOFF = "rewatch-after-backoff"
-    RELIST = "relist"
-    RELIST_AFTER_BACKOFF = "relist-after-backoff"
-    LIST_INSTEAD = "list-instead"  # streaming list failed before its end: paged list now
+@dataclass(frozen=True, slots=True)
+class Listing:
+    resource_version: str
+    match: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingList:
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Watching:
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackingOff:
+    then: Listing | StreamingList | Watching
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    pass
+
+
+ActiveState = Listing | StreamingList | Watching
+ReflectorState = ActiveState | BackingOff | Stopped
+
+
+# -- outcomes of performing a state ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """A list (paged, or a streaming list's initial events) was applied at `resource_version`."""
+
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A watch ended cleanly (the server's timeout, or a close at a chunk boundary)."""
+
+    progressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: BaseException
+    progressed: bool = False
+
+
+Outcome = Synced | Ended | Failed
+
+
+def relist_state(last_rv: str, *, consistent: bool, streaming: bool) -> Listing | StreamingList:
+    """Where a relist starts: see the module docstring."""
+    if streaming:
+        return StreamingList("" if consistent else last_rv)
+    if consistent:
+        return Listing("")
+    if not last_rv:
+        return Listing("0")
+    return Listing(last_rv, NOT_OLDER_THAN)
+
+
+def transition(state: ReflectorState, outcome: Outcome, *, last_rv: str, streaming: bool) -> ReflectorState:
+    """The next state after `outcome` in `state` (the table in the module docstring).
+
+    `last_rv` is the newest RV the store has (advanced by events and bookmarks while
+    watching); `streaming` is whether relists use streaming lists.
+    """
+    if isinstance(state, BackingOff):
+        return state.then
+    if isinstance(outcome, Synced):
+        return Watching(outcome.resource_version)
+    error = outcome.error if isinstance(outcome, Failed) else None
+    gone = isinstance(error, (ExpiredError, TooLargeResourceVersionError))
+    if isinstance(state, Listing):
+        if gone and state.resource_version != "":
+            return Listing("")
+        return BackingOff(state, _retry_after(error))
+    if isinstance(state, StreamingList):
+        # Fall back to a paged list for this round; consistent if the RV is known to be gone.
+        consistent = gone or (state.resource_version == "" and last_rv != "")
+        return relist_state(last_rv, consistent=consistent, streaming=False)
+    if isinstance(state, Watching):
+        here = Watching(last_rv)
+        if isinstance(outcome, Ended):
+            return here if outcome.progressed else BackingOff(here)
+        assert isinstance(outcome, Failed)
+        if isinstance(error, ExpiredError):
+            return relist_state(last_rv, consistent=True, streaming=streaming)
+        if isinstance(error, TooLargeResourceVersionError):
+            return BackingOff(relist_state(last_rv, consistent=True, streaming=streaming))
+        if isinstance(error, WatchIdleTimeoutError):
+            return here
+        if isinstance(error, (WatchDroppedError, DecodeError)):
+            return here if outcome.progressed else BackingOff(here)
+        if isinstance(error, (TooManyRequestsError, ConnectionFailedError)):
+            return BackingOff(here, _retry_after(error))
+        return BackingOff(relist_state(last_rv, consistent=False, streaming=streaming), _retry_after(error))
+    return state  # Stopped
+
+
+def _retry_after(error: BaseException | None) -> float | None:
+    value = getattr(error, "retry_after", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+# -- configuration, stats, health -------------------------------------------------------
 
 
 @dataclass
@@ -122,8 +244,10 @@ class ReflectorStats:
     """Counters, readable at any time (`reflector.stats`)."""
 
     lists: int = 0
+    """List requests started (paged or streaming)."""
     list_pages: int = 0
     relists: int = 0
+    """Lists that *succeeded* after the first successful one."""
     watches: int = 0
     rewatches: int = 0
     streaming_lists: int = 0
@@ -132,14 +256,41 @@ class ReflectorStats:
     events: int = 0
     bookmarks: int = 0
     decode_errors: int = 0
+    unexpected_objects: int = 0
+    callback_errors: int = 0
     errors: int = 0
     backoffs: int = 0
     resyncs: int = 0
 
 
-WatchErrorHandler = Callable[["Reflector", BaseException], None]
+@dataclass(frozen=True, slots=True)
+class ReflectorHealth:
+    """A snapshot for health checks: is the reflector making progress, and if not, why.
 
-_RECOVERABLE = (KinformerError, aiohttp.ClientError, OSError)
+    `last_error` stays set until a list or watch event succeeds again; `failing_since` is
+    when the current run of failures began (clock time), `consecutive_failures` its length.
+    `permanent` is true when the last error needs a human (401, 403, 404, 400/422): the
+    reflector keeps retrying, as client-go does, but a caller can say so.
+    """
+
+    state: ReflectorState
+    synced: bool
+    last_error: BaseException | None
+    failing_since: float | None
+    consecutive_failures: int
+    last_progress: float | None
+    """Clock time of the last list, event or bookmark (None before any)."""
+
+    @property
+    def permanent(self) -> bool:
+        return isinstance(self.last_error, ApiError) and self.last_error.permanent
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error is None
+
+
+WatchErrorHandler = Callable[["Reflector", BaseException], None]
 
 
 class Reflector:
@@ -162,15 +313,23 @@ class Reflector:
         self.config = config or ReflectorConfig()
         self.clock = clock
         self._rand = rand
-        self.watch_error_handler = watch_error_handler or _log_watch_error
+        self.watch_error_handler = watch_error_handler or log_watch_error
         self.backoff = self.config.backoff(clock)
         self.stats = ReflectorStats()
-        self.state = ReflectorState.INITIAL
+        self.state: ReflectorState = relist_state("", consistent=False, streaming=self.config.streaming_list)
         self.last_sync_resource_version = ""
-        self._rv_unavailable = False
-        self._last_error: BaseException | None = None
+        self._expected_kind = list_watch.expected_kind
+        self._expected_api_version = list_watch.expected_api_version
         self._session: ReplaceSession | None = None  # open while a streaming list's initial events arrive
+        self._round: anyio.CancelScope | None = None
+        self._watch_started = 0.0
+        self._events_before = 0
+        self._interrupt: BaseException | None = None
         self._synced = anyio.Event()
+        self._last_error: BaseException | None = None
+        self._failing_since: float | None = None
+        self._consecutive_failures = 0
+        self._last_progress: float | None = None
         self.log = structlog.get_logger("kinformer.reflector").bind(
             resource=str(list_watch.resource), namespace=list_watch.namespace or "")
 
@@ -181,6 +340,14 @@ class Reflector:
     async def wait_for_sync(self) -> None:
         await self._synced.wait()
 
+    def health(self) -> ReflectorHealth:
+        return ReflectorHealth(self.state, self.has_synced(), self._last_error, self._failing_since,
+                               self._consecutive_failures, self._last_progress)
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._last_error
+
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -189,95 +356,111 @@ class Reflector:
             async with anyio.create_task_group() as tg:
                 if self.resync_period > 0:
                     tg.start_soon(self._resync_loop)
-                await self._loop()
+                while True:
+                    outcome = await self._perform(self.state)
+                    # `self.state`, not the state performed: a streaming list becomes Watching mid-stream.
+                    before = self.state
+                    self.state = transition(before, outcome, last_rv=self.last_sync_resource_version,
+                                            streaming=self.config.streaming_list)
+                    self._count(before, self.state)
         finally:
-            self.state = ReflectorState.STOPPED
+            self.state = Stopped()
 
-    async def _loop(self) -> None:
-        need_list = True
-        use_stream = self.config.streaming_list
-        while True:
-            if need_list and not use_stream:
-                self.state = ReflectorState.LISTING
-                try:
-                    await self._list()
-                except _RECOVERABLE as exc:
-                    self._failed(exc)
-                    await self._backoff()
-                    continue
-                need_list = False
-            self.state = ReflectorState.WATCHING
-            step = await self._watch(initial=need_list and use_stream)
-            if step is _Next.LIST_INSTEAD:
-                self.stats.streaming_fallbacks += 1
-                use_stream = False
-                continue
-            if need_list:  # a streaming list completed (or the watch is past it)
-                need_list = False
-            use_stream = self.config.streaming_list
-            if step is _Next.REWATCH:
-                self.stats.rewatches += 1
-            elif step is _Next.REWATCH_AFTER_BACKOFF:
-                self.stats.rewatches += 1
-                await self._backoff()
-            elif step is _Next.RELIST:
-                need_list = True
-            elif step is _Next.RELIST_AFTER_BACKOFF:
-                need_list = True
-                await self._backoff()
+    async def _perform(self, state: ReflectorState) -> Outcome:
+        if isinstance(state, BackingOff):
+            await self._backoff(state)
+            return Ended(progressed=False)
+        outcome: Outcome | None = None
+        with anyio.CancelScope() as scope:
+            self._round = scope
+            try:
+                if isinstance(state, Listing):
+                    outcome = await self._list(state)
+                else:
+                    assert not isinstance(state, Stopped)
+                    outcome = await self._watch(state)
+            except Exception as exc:
+                self.report(exc)
+                outcome = Failed(exc, progressed=not isinstance(state, Listing) and self._watch_progressed())
+            finally:
+                self._round = None
+                self._session = None
+        if self._interrupt is not None:  # a resync error ends the round, whatever it was doing
+            error, self._interrupt = self._interrupt, None
+            return Failed(error)
+        assert outcome is not None
+        return outcome
 
-    async def _backoff(self) -> None:
-        """Wait the next backoff step, or the last error's Retry-After if that is longer."""
-        self.state = ReflectorState.BACKOFF
+    def _count(self, state: ReflectorState, after: ReflectorState) -> None:
+        stats = self.stats
+        if isinstance(state, StreamingList) and isinstance(after, Listing):
+            stats.streaming_fallbacks += 1
+            self.log.info("streaming list failed; falling back to a paged list")
+        then = after.then if isinstance(after, BackingOff) else after
+        if isinstance(state, Watching) and isinstance(then, Watching):
+            stats.rewatches += 1
+
+    async def _backoff(self, state: BackingOff) -> None:
+        """Wait the next backoff step, or the error's Retry-After if that is longer."""
         delay = self.backoff.next()
-        retry_after = getattr(self._last_error, "retry_after", None)
-        if retry_after is not None and retry_after > delay:
-            delay = retry_after
-        self._last_error = None
+        if state.retry_after is not None and state.retry_after > delay:
+            delay = state.retry_after
         self.stats.backoffs += 1
         await self.clock.sleep(delay)
 
-    def _failed(self, exc: BaseException) -> None:
-        self.stats.errors += 1
+    def report(self, exc: BaseException) -> None:
+        """Count a failure, record it for `health()`, and pass it to `watch_error_handler`.
+
+        Also the entry point for the store's user-callback errors (transform, key function),
+        which do not end the round.
+        """
+        stats = self.stats
+        stats.errors += 1
+        if isinstance(exc, ExpiredError):
+            stats.expired += 1
+        elif isinstance(exc, DecodeError):
+            stats.decode_errors += 1
+        if self._last_error is None:
+            self._failing_since = self.clock.now()
         self._last_error = exc
-        self.watch_error_handler(self, exc)
+        self._consecutive_failures += 1
+        try:
+            self.watch_error_handler(self, exc)
+        except Exception:
+            self.log.exception("watch_error_handler raised")
+
+    def _progress(self) -> None:
+        self._last_progress = self.clock.now()
+        if self._last_error is not None:
+            self._last_error = None
+            self._failing_since = None
+            self._consecutive_failures = 0
+
+    def _interrupt_round(self, error: BaseException) -> None:
+        if self._round is not None:
+            self._interrupt = error
+            self._round.cancel()
 
     # -- LIST -----------------------------------------------------------------------------
 
-    def _relist_resource_version(self) -> tuple[str, str | None]:
-        if self._rv_unavailable:
-            return "", None
-        if not self.last_sync_resource_version:
-            return "0", None
-        return self.last_sync_resource_version, "NotOlderThan"
-
-    async def _list(self) -> None:
-        rv, match = self._relist_resource_version()
-        try:
-            await self._list_at(rv, match)
-        except (ExpiredError, TooLargeResourceVersionError) as exc:
-            # The RV (or the continue token's snapshot) is gone: one consistent full relist.
-            self.stats.expired += isinstance(exc, ExpiredError)
-            self._rv_unavailable = True
-            self.log.info("relisting with a consistent read", reason=type(exc).__name__)
-            await self._list_at("", None)
-
-    async def _list_at(self, rv: str, match: str | None) -> None:
-        if self.stats.lists:
-            self.stats.relists += 1
+    async def _list(self, state: Listing) -> Outcome:
         self.stats.lists += 1
         session = self.store.start_replace()
         list_rv = ""
-        async for page in self.list_watch.list_pages(rv, resource_version_match=match, limit=self.config.page_size):
+        async for page in self.list_watch.list_pages(state.resource_version, resource_version_match=state.match,
+                                                     limit=self.config.page_size):
             self.stats.list_pages += 1
             list_rv = page.resource_version
             await session.add_page(page.items)
-        await session.finish(list_rv)
+        await session.finish()
         self._set_synced(list_rv)
+        return Synced(list_rv)
 
     def _set_synced(self, rv: str) -> None:
+        if self._synced.is_set():
+            self.stats.relists += 1
         self.last_sync_resource_version = rv
-        self._rv_unavailable = False
+        self._progress()
         self._synced.set()
 
     # -- WATCH ----------------------------------------------------------------------------
@@ -286,58 +469,33 @@ class Reflector:
         low = self.config.min_watch_timeout
         return int(low * (1.0 + self._rand()))
 
-    async def _watch(self, *, initial: bool) -> _Next:
-        """One watch connection, start to end; returns what to do next."""
+    async def _watch(self, state: Watching | StreamingList) -> Outcome:
+        """One watch connection, start to end."""
         timeout = self._watch_timeout()
         idle = self.config.idle_timeout
         if idle is None:
             idle = timeout + self.config.idle_timeout_margin
-        started = self.clock.now()
-        events_before = self.stats.events
-        rv = self.last_sync_resource_version
+        initial = isinstance(state, StreamingList)
         if initial:
             self.stats.streaming_lists += 1
-            if self.stats.lists:
-                self.stats.relists += 1
             self.stats.lists += 1
             self._session = self.store.start_replace()
-            if self._rv_unavailable:
-                rv = ""
-        try:
-            async with self.list_watch.watch(rv, timeout, send_initial_events=initial, idle_timeout=idle) as stream:
-                self.stats.watches += 1
-                async for batch in stream:
-                    await self._apply(batch)
-            if self._session is not None:
-                raise WatchDroppedError("streaming list ended before the initial-events-end bookmark")
-            progressed = self.stats.events > events_before or self.clock.now() - started >= self.config.short_watch
-            return _Next.REWATCH if progressed else _Next.REWATCH_AFTER_BACKOFF
-        except _RECOVERABLE as exc:
-            return self._after_watch_error(exc, self._session is not None, self.stats.events > events_before)
-        finally:
-            self._session = None
+        self._watch_started = self.clock.now()
+        self._events_before = self.stats.events
+        async with self.list_watch.watch(state.resource_version, timeout, send_initial_events=initial,
+                                         idle_timeout=idle) as stream:
+            self.stats.watches += 1
+            async for batch in stream:
+                await self._apply(batch)
+        if self._session is not None:
+            raise WatchDroppedError("streaming list ended before the initial-events-end bookmark")
+        if initial:
+            self.state = Watching(self.last_sync_resource_version)
+        return Ended(self._watch_progressed())
 
-    def _after_watch_error(self, exc: BaseException, in_initial: bool, progressed: bool) -> _Next:
-        if isinstance(exc, DecodeError):
-            self.stats.decode_errors += 1
-        if in_initial:
-            self._failed(exc)
-            self.log.warning("streaming list failed; falling back to a paged list", error=str(exc))
-            return _Next.LIST_INSTEAD
-        if isinstance(exc, ExpiredError):
-            self.stats.expired += 1
-            self._rv_unavailable = True
-            self.watch_error_handler(self, exc)
-            return _Next.RELIST
-        if isinstance(exc, WatchIdleTimeoutError):
-            self._failed(exc)
-            return _Next.REWATCH
-        self._failed(exc)
-        if isinstance(exc, (WatchDroppedError, DecodeError)):
-            return _Next.REWATCH if progressed else _Next.REWATCH_AFTER_BACKOFF
-        if isinstance(exc, (TooManyRequestsError, ConnectionFailedError)):
-            return _Next.REWATCH_AFTER_BACKOFF
-        return _Next.RELIST_AFTER_BACKOFF
+    def _watch_progressed(self) -> bool:
+        return (self.stats.events > self._events_before
+                or self.clock.now() - self._watch_started >= self.config.short_watch)
 
     async def _apply(self, batch: list[Any]) -> None:
         """Queue one batch of watch events; an ERROR event is raised as its ApiError."""
@@ -345,11 +503,15 @@ class Reflector:
         changes: list[tuple[DeltaType, Any]] = []
         rv = ""
         stats = self.stats
+        want_kind, want_api_version = self._expected_kind, self._expected_api_version
         for event in batch:
             kind = event.type
             delta = _DELTA_OF.get(kind)
             if delta is not None:
                 obj = event.object
+                if obj.get("apiVersion") != want_api_version or (want_kind and obj.get("kind") != want_kind):
+                    self._unexpected(obj)
+                    continue
                 if session is not None:
                     if delta is not ADDED:
                         raise DecodeError(f"{kind} event before the end of a streaming list's initial events")
@@ -365,9 +527,10 @@ class Reflector:
                     await session.add_page(obj for _, obj in changes)
                     stats.events += len(changes)
                     changes = []
-                    await session.finish(bookmark_rv)
+                    await session.finish()
                     self._set_synced(bookmark_rv)
                     self._session = session = None
+                    self.state = Watching(bookmark_rv)
                     continue
                 if bookmark_rv:
                     rv = bookmark_rv
@@ -378,6 +541,13 @@ class Reflector:
                 raise api_error_from_status(code, status)
         await self._queue(changes, session, rv)
 
+    def _unexpected(self, obj: Any) -> None:
+        self.stats.unexpected_objects += 1
+        self.report(UnexpectedObjectError(
+            f"watch of {self.list_watch.resource} sent a {obj.get('kind')!r} of apiVersion "
+            f"{obj.get('apiVersion')!r} (expected {self._expected_kind!r} of {self._expected_api_version!r}); "
+            "skipped"))
+
     async def _queue(self, changes: list[tuple[DeltaType, Any]], session: ReplaceSession | None, rv: str) -> None:
         if changes:
             if session is not None:
@@ -387,29 +557,43 @@ class Reflector:
             self.stats.events += len(changes)
         if rv and session is None:
             self.last_sync_resource_version = rv
+            self._progress()
 
     # -- resync ---------------------------------------------------------------------------
 
     async def _resync_loop(self) -> None:
+        """Resync while watching; a store error ends the current round (client-go's resyncerrc)."""
         while True:
             await self.clock.sleep(self.resync_period)
+            if not isinstance(self.state, Watching):
+                continue
             if self.should_resync is None or self.should_resync():
                 self.stats.resyncs += 1
-                await self.store.resync()
+                try:
+                    await self.store.resync()
+                except Exception as exc:
+                    self.report(exc)
+                    self._interrupt_round(exc)
 
 
-def _log_watch_error(reflector: Reflector, exc: BaseException) -> None:
-    """The default `watch_error_handler`: one log line, at a level that fits the error."""
+def log_watch_error(reflector: Reflector, exc: BaseException) -> None:
+    """The default `watch_error_handler`: one log line, at a level that fits the error.
+
+    Never logs an object body: error messages name kinds, keys and sizes only.
+    """
     log = reflector.log
+    rv = reflector.last_sync_resource_version
     if isinstance(exc, ExpiredError):
-        log.info("watch expired (410); relisting", error=str(exc))
-    elif isinstance(exc, (WatchDroppedError, WatchIdleTimeoutError)):
-        log.info("watch connection lost; resuming", error=str(exc),
-                 resource_version=reflector.last_sync_resource_version)
+        log.info("resourceVersion expired (410); relisting", resource_version=rv)
+    elif isinstance(exc, WatchDroppedError | WatchIdleTimeoutError):
+        log.debug("watch connection closed; resuming", resource_version=rv, reason=type(exc).__name__)
     elif isinstance(exc, DecodeError):
-        log.warning("undecodable watch event; resuming from the last good resourceVersion", error=str(exc),
-                    resource_version=reflector.last_sync_resource_version)
+        log.warning("undecodable watch data; resuming from the last good resourceVersion", error=str(exc),
+                    resource_version=rv)
     elif isinstance(exc, ApiError):
-        log.warning("list/watch failed", code=exc.code, reason=exc.reason, error=exc.message)
+        log.warning("list/watch failed; retrying", code=exc.code, reason=exc.reason, error=exc.message,
+                    permanent=exc.permanent)
+    elif isinstance(exc, UnexpectedObjectError):
+        log.warning(str(exc))
     else:
-        log.warning("list/watch failed", error=str(exc), error_type=type(exc).__name__)
+        log.warning("list/watch failed; retrying", error=str(exc), error_type=type(exc).__name__)

@@ -274,7 +274,7 @@ async def test_streamed_replace_skips_unchanged_and_deletes_after_last_page() ->
     await session.add_page([obj("a", rv=1)])
     await session.add_page([obj("b", rv=2), obj("d", rv=3)])
     assert f.list_keys() == ["default/b", "default/d"]
-    await session.finish("9")
+    await session.finish()
     assert await drain(f) == [
         [Delta(R, obj("b", rv=2))],
         [Delta(R, obj("d", rv=3))],
@@ -300,7 +300,7 @@ async def test_streamed_initial_replace_has_synced_with_interleaved_pops() -> No
     await f.pop(apply)
     await f.pop(apply)
     assert not f.has_synced()
-    await session.finish("1")
+    await session.finish()
     assert f.has_synced()
     assert sorted(store.list_keys()) == ["default/a", "default/b", "default/c"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from kinformer import DeletedFinalStateUnknown, DeltaType, Resource
 from kinformer.errors import DecodeError, TooManyRequestsError, WatchIdleTimeoutError
-from kinformer.reflector import ReflectorState
+from kinformer.reflector import Stopped, Watching
 from kinformer.testing import FakeApiServer, FakeClock, eventually, make_configmap
 from tests.integration.harness import Pipeline
 
@@ -31,7 +31,7 @@ async def test_initial_paged_sync(fake_api_server: FakeApiServer, fake_api_clien
     async with p.running():
         await p.reflector.wait_for_sync()
         await p.converge()
-        assert p.reflector.state is ReflectorState.WATCHING
+        assert isinstance(p.reflector.state, Watching)
     lists = [r for r in fake_api_server.requests if r.verb == "list"]
     assert len(lists) == math.ceil(n / page_size)
     assert lists[0].query["resourceVersion"] == "0" and lists[0].query["limit"] == str(page_size)
@@ -237,7 +237,7 @@ async def test_cancellation_closes_the_watch(fake_api_server: FakeApiServer, fak
         await p.reflector.wait_for_sync()
         await eventually(lambda: fake_api_server.open_watches == 1)
     await eventually(lambda: fake_api_server.open_watches == 0)
-    assert p.reflector.state is ReflectorState.STOPPED
+    assert isinstance(p.reflector.state, Stopped)
 
 
 async def test_resync_timer_queues_sync_deltas(fake_api_server: FakeApiServer, fake_api_client: Any) -> None:

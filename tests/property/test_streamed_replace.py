@@ -58,7 +58,7 @@ async def _run(before: dict[str, int], after: dict[str, int], cuts: list[int], p
         for _ in range(min(n_pops, len(fifo))):
             await fifo.pop(apply)
     await session.add_page(listing[i:])
-    await session.finish("99")
+    await session.finish()
     while len(fifo):
         await fifo.pop(apply)
 
