@@ -19,7 +19,10 @@ KinformerError
 ├── UserCallbackError            a user's transform, key function or handler raised (`__cause__` is theirs)
 │   ├── TransformError
 │   ├── KeyFuncError             also raised for objects that have no key (not a dict with metadata.name)
+│   ├── IndexFuncError
 │   └── HandlerError
+├── InvalidArgumentError         an argument out of range (a ValueError too)
+├── HandlerSignatureError        a handler that cannot take the arguments it will get (a TypeError too)
 ├── SelectorError                a label/field selector does not parse; the message names the part
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
@@ -236,11 +239,23 @@ class KeyFuncError(UserCallbackError, ValueError):
     """An object has no key: the key function raised, or it is not a dict with `metadata.name`."""
 
 
+class IndexFuncError(UserCallbackError):
+    """An index function raised for an object; it is not indexed under that index."""
+
+
 class HandlerError(UserCallbackError):
     """An event handler raised."""
 
 
 # -- values and local structures -----------------------------------------------------------
+
+
+class InvalidArgumentError(KinformerError, ValueError):
+    """An argument is out of range or of the wrong shape (e.g. `max_pending=0`)."""
+
+
+class HandlerSignatureError(KinformerError, TypeError):
+    """An event handler does not accept the arguments it will be called with."""
 
 
 class SelectorError(KinformerError, ValueError):

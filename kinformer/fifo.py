@@ -21,6 +21,12 @@ with `EmitDeltaTypeReplaced`):
 - `transform` runs on every object entering the queue except tombstones and `SYNC` (which
   re-emits an already transformed object); DELETED objects from a watch are transformed
   too, so handlers always see transformed objects.
+- A `transform` or key function that raises skips that one object's delta and nothing else:
+  the error goes to `error_handler` (a `TransformError` / `KeyFuncError` whose `__cause__`
+  is the user's exception; default: logged) and `callback_errors` counts it. The consumer
+  keeps its previous state of that key; during a replace the key still counts as listed
+  (it exists), so it gets no tombstone. The object comes back with its next change or the
+  next relist (client-go instead fails the whole list, which relists forever).
 
 `has_synced()` is true once the first replace has finished and every key it queued has been
 popped, or once any add/update/delete came first. `pop(process)` runs `process(deltas,
@@ -43,7 +49,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from kinformer.errors import FIFOClosedError
+import structlog
+
+from kinformer.errors import FIFOClosedError, KeyFuncError, TransformError, UserCallbackError
 from kinformer.objects import DeletedFinalStateUnknown, KeyFunc, meta_namespace_key
 
 
@@ -86,6 +94,8 @@ class KnownObjects(Protocol):
     def get_by_key(self, key: str) -> Any | None: ...
 
 
+_log = structlog.get_logger("kinformer.fifo")
+
 Transform = Callable[[Any], Any]
 ProcessFunc = Callable[[Deltas, bool], Awaitable[None] | None]
 
@@ -105,8 +115,12 @@ class DeltaFIFO:
         key_func: KeyFunc = meta_namespace_key,
         known_objects: KnownObjects | None = None,
         transform: Transform | None = None,
+        *,
+        error_handler: Callable[[UserCallbackError], None] | None = None,
     ) -> None:
         self._key_func = key_func
+        self.error_handler = error_handler
+        self.callback_errors = 0
         self._known = known_objects
         self._transform = transform
         self._items: OrderedDict[str, Deltas] = OrderedDict()  # key order = pop order
@@ -132,7 +146,12 @@ class DeltaFIFO:
             and kind is not SYNC
             and not isinstance(obj, DeletedFinalStateUnknown)
         ):
-            obj = self._transform(obj)
+            try:
+                obj = self._transform(obj)
+            except Exception as exc:
+                self._callback_failed(TransformError(f"transform raised for {key} ({kind}): "
+                                                     f"{type(exc).__name__}: {exc}"), exc)
+                return
         deltas = self._items.get(key)
         if deltas is None:
             deltas = self._items[key] = Deltas((Delta(kind, obj),))
@@ -146,8 +165,25 @@ class DeltaFIFO:
         else:
             deltas.append(Delta(kind, obj))
 
+    def _callback_failed(self, error: UserCallbackError, cause: BaseException) -> None:
+        error.__cause__ = cause
+        self.callback_errors += 1
+        if self.error_handler is not None:
+            self.error_handler(error)
+        else:
+            _log.warning(str(error))
+
+    def _safe_key(self, obj: Any) -> str | None:
+        try:
+            return self.key_of(obj)
+        except Exception as exc:
+            self._callback_failed(KeyFuncError(f"key function raised: {type(exc).__name__}: {exc}"), exc)
+            return None
+
     def _event_locked(self, kind: DeltaType, obj: Any) -> None:
-        key = self.key_of(obj)
+        key = self._safe_key(obj)
+        if key is None:
+            return
         if (
             kind is DELETED
             and key not in self._items
@@ -337,7 +373,9 @@ class ReplaceSession:
         fifo._counting_initial = self._initial
         try:
             for obj in objs:
-                key = fifo.key_of(obj)
+                key = fifo._safe_key(obj)
+                if key is None:
+                    continue
                 self._listed.add(key)
                 if self._skip_unchanged and self._unchanged(key, obj):
                     continue

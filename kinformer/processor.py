@@ -18,8 +18,11 @@ its handler. A queue holds at most `max_pending` notifications; when it is full:
 - `overflow="block"`: the informer loop waits for room. This slows every handler and the
   reflector (backpressure to the API server); use it only where every event must be seen.
 
-A handler that raises is logged with its context; the event is skipped and the listener
-keeps running. Resync bookkeeping (client-go's `processorListener`): a listener with a
+A handler that raises is reported (`error_handler`, or one log line with the key and the
+raise site — never locals or the object); the event is skipped and the listener keeps
+running. Stopping a listener lets a handler call in flight finish (see `Listener`).
+
+Resync bookkeeping (client-go's `processorListener`): a listener with a
 resync period is "due" when its next resync time has passed; due listeners also receive
 updates whose resourceVersion did not change.
 """
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +40,7 @@ import anyio
 import structlog
 
 from kinformer.clock import REAL_CLOCK, Clock
+from kinformer.errors import HandlerError, HandlerSignatureError, InvalidArgumentError
 from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key
 
 Overflow = Literal["coalesce", "block"]
@@ -62,18 +66,59 @@ def _key(n: Notification) -> str:
     return n.key
 
 
+class SyncTracker:
+    """Has this registration handled its initial list? (client-go's `synctrack.SingleFileTracker`.)
+
+    The one place initial adds are counted: `start()` when one is queued, `finish()` when it
+    was handled or merged away. Synced = the informer has synced *and* nothing initial is
+    pending; `wait()` returns at that moment. Checked when the count drops to zero and when
+    the informer announces its own sync (`check()`).
+    """
+
+    __slots__ = ("_event", "_upstream", "pending")
+
+    def __init__(self, upstream_has_synced: Callable[[], bool] = lambda: True) -> None:
+        self._upstream = upstream_has_synced
+        self._event = asyncio.Event()
+        self.pending = 0
+
+    def start(self) -> None:
+        self.pending += 1
+
+    def finish(self) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            self.check()
+
+    def check(self) -> bool:
+        if self._event.is_set():
+            return True
+        if self.pending == 0 and self._upstream():
+            self._event.set()
+            return True
+        return False
+
+    has_synced = check
+
+    async def wait(self) -> None:
+        if not self.check():
+            await self._event.wait()
+
+
 class PendingQueue:
     """A listener's queue: FIFO while below `max_pending`, per-key merging when full.
 
-    `initial_pending` counts pending adds flagged `initial` (including merged ones), so a
-    registration knows when its initial list has been handled.
+    Initial adds (including merged ones) are counted in `tracker`. `close()` ends it: what is
+    pending is dropped and `get()` returns None from then on, waking a waiting getter.
     """
 
-    def __init__(self, max_pending: int, overflow: Overflow, log: Any) -> None:
+    def __init__(self, max_pending: int, overflow: Overflow, log: Any, tracker: SyncTracker | None = None) -> None:
         if max_pending < 1:
-            raise ValueError("max_pending must be at least 1")
+            raise InvalidArgumentError("max_pending must be at least 1")
         if overflow not in ("coalesce", "block"):
-            raise ValueError(f"unknown overflow policy {overflow!r}")
+            raise InvalidArgumentError(f"unknown overflow policy {overflow!r}")
+        self.tracker = tracker if tracker is not None else SyncTracker()
+        self.closed = False
         self.max_pending = max_pending
         self.overflow = overflow
         self._fifo: deque[Notification] = deque()
@@ -83,7 +128,6 @@ class PendingQueue:
         self._room = asyncio.Event()
         self._room.set()
         self._log = log
-        self.initial_pending = 0
         self.peak = 0
         self.coalesced = 0
 
@@ -103,19 +147,21 @@ class PendingQueue:
         `force` queues past `max_pending` without coalescing (the replay of the cache to a
         late registration: one add per object, so still bounded by the number of objects).
         """
-        if n.initial:
-            self.initial_pending += 1
+        if self.closed:
+            return True
         if self._merged is None:
             if force or len(self._fifo) < self.max_pending:
+                if n.initial:
+                    self.tracker.start()
                 self._fifo.append(n)
                 self._after_put(len(self._fifo))
                 return True
             if self.overflow == "block":
-                if n.initial:
-                    self.initial_pending -= 1
                 self._room.clear()
                 return False
             self._start_coalescing()
+        if n.initial:
+            self.tracker.start()
         self._merge(n)
         if not self._merged:  # everything pending cancelled out (add + delete)
             self._stop_coalescing()
@@ -124,7 +170,7 @@ class PendingQueue:
         return True
 
     async def wait_for_room(self) -> None:
-        while self.full():
+        while self.full() and not self.closed:
             self._room.clear()
             await self._room.wait()
 
@@ -146,7 +192,7 @@ class PendingQueue:
     def _drop(self, n: Notification) -> None:
         self.coalesced += 1
         if n.initial:
-            self.initial_pending -= 1
+            self.tracker.finish()
 
     def _merge(self, n: Notification) -> None:
         merged = self._merged
@@ -188,6 +234,8 @@ class PendingQueue:
             entry[-1] = Notification(UPDATE, n.new, last.old, False, key)
 
     def get_nowait(self) -> Notification | None:
+        if self.closed:
+            return None
         merged = self._merged
         if merged is None:
             if not self._fifo:
@@ -213,22 +261,63 @@ class PendingQueue:
         self._log.info("handler caught up: coalescing stopped", coalesced=self.coalesced)
         self._room.set()
 
-    async def get(self) -> Notification:
-        while True:
+    async def get(self) -> Notification | None:
+        """The next notification; None once closed."""
+        while not self.closed:
             n = self.get_nowait()
             if n is not None:
                 return n
             self._ready.clear()
             await self._ready.wait()
+        return None
+
+    def close(self) -> None:
+        """Drop what is pending and end `get()` (see the class docstring)."""
+        self.closed = True
+        self._fifo.clear()
+        self._merged = None
+        self._merged_count = 0
+        self._ready.set()
+        self._room.set()
+
+
+def _accepts(fn: Callable[..., Any], count: int) -> bool:
+    """Whether `fn` can be called with `count` positional arguments (True if it can't be told)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(*([None] * count))
+    except TypeError:
+        return False
+    return True
 
 
 class ResourceEventHandler:
     """Adapts callbacks (plain or coroutine functions, or an object with
-    `on_add/on_update/on_delete` methods) to one call per notification."""
+    `on_add/on_update/on_delete` methods) to one call per notification.
+
+    Signatures are checked here, at registration, so a wrong one fails once with a clear
+    `HandlerSignatureError` instead of once per event: `on_add(obj, is_in_initial_list)` or
+    `on_add(obj)` (kinformer accepts both; client-go's OnAdd has the flag since 1.27),
+    `on_update(old, new)`, `on_delete(obj_or_tombstone)`.
+    """
 
     def __init__(self, on_add: Callable[..., Any] | None = None, on_update: Callable[..., Any] | None = None,
                  on_delete: Callable[..., Any] | None = None) -> None:
         self.on_add, self.on_update, self.on_delete = on_add, on_update, on_delete
+        for fn, what in ((on_add, "on_add"), (on_update, "on_update"), (on_delete, "on_delete")):
+            if fn is not None and not callable(fn):
+                raise HandlerSignatureError(f"{what} must be callable, got {type(fn).__name__}")
+        self._add_with_flag = on_add is None or _accepts(on_add, 2)
+        if not self._add_with_flag and on_add is not None and not _accepts(on_add, 1):
+            raise HandlerSignatureError(f"{_name(on_add)} cannot be on_add: it must accept (obj, is_in_initial_list) "
+                                        "or (obj)")
+        if on_update is not None and not _accepts(on_update, 2):
+            raise HandlerSignatureError(f"{_name(on_update)} cannot be on_update: it must accept (old, new)")
+        if on_delete is not None and not _accepts(on_delete, 1):
+            raise HandlerSignatureError(f"{_name(on_delete)} cannot be on_delete: it must accept (obj_or_tombstone)")
 
     @classmethod
     def from_object(cls, handler: Any) -> ResourceEventHandler:
@@ -239,7 +328,9 @@ class ResourceEventHandler:
         kind = n.kind
         if kind == ADD:
             fn = self.on_add
-            result = fn(n.new, n.initial) if fn is not None else None
+            if fn is None:
+                return None
+            result = fn(n.new, n.initial) if self._add_with_flag else fn(n.new)
         elif kind == UPDATE:
             fn = self.on_update
             result = fn(n.old, n.new) if fn is not None else None
@@ -251,8 +342,12 @@ class ResourceEventHandler:
     def describe(self) -> str:
         for fn in (self.on_add, self.on_update, self.on_delete):
             if fn is not None:
-                return getattr(fn, "__qualname__", repr(fn))
+                return _name(fn)
         return "handler"
+
+
+def _name(fn: Any) -> str:
+    return str(getattr(fn, "__qualname__", None) or repr(fn))
 
 
 @dataclass
@@ -266,7 +361,14 @@ class ListenerStats:
 
 
 class Listener:
-    """One registration: its queue, its task, its resync schedule, its sync state."""
+    """One registration: its queue, its task, its resync schedule, its sync state.
+
+    Stopping (`stop()`) never interrupts a handler call in flight: the call finishes, and
+    nothing is delivered after it (client-go's RemoveEventHandler). Only `stop(grace=...)`,
+    used at informer shutdown, bounds that wait: a call still running after `grace` seconds
+    is cancelled. The listener's loop is shielded from outside cancellation for exactly this
+    reason; `stop` is what ends it.
+    """
 
     def __init__(
         self,
@@ -280,18 +382,22 @@ class Listener:
         name: str = "",
         upstream_synced: Callable[[], bool] = lambda: True,
         resource: str = "",
+        error_handler: Callable[[HandlerError], None] | None = None,
     ) -> None:
         self.handler = handler
         self.name = name or (handler.describe() if handler is not None else "events")
         self.log = structlog.get_logger("kinformer.processor").bind(handler=self.name, resource=resource)
-        self.queue = PendingQueue(max_pending, overflow, self.log)
+        self.tracker = SyncTracker(upstream_synced)
+        self.queue = PendingQueue(max_pending, overflow, self.log, self.tracker)
         self.requested_resync = requested_resync
         self.resync_period = resync_period
         self.clock = clock
         self.next_resync = clock.now() + resync_period
-        self._upstream_synced = upstream_synced
-        self._synced = anyio.Event()
+        self.error_handler = error_handler
         self._scope: anyio.CancelScope | None = None
+        self._in_call = False
+        self.done = anyio.Event()
+        """Set when the loop has ended (or at `stop()` for a listener that never ran)."""
         self.removed = False
         self.delivered = 0
         self.errors = 0
@@ -307,21 +413,17 @@ class Listener:
     # -- sync state -----------------------------------------------------------------------
 
     def has_synced(self) -> bool:
-        """True once the informer has synced and this handler has handled its initial adds.
-
-        Re-evaluated by the listener after each initial add it handles and by the informer
-        when its own initial list has been popped; `wait_synced` waits for that moment.
-        """
-        if self._synced.is_set():
-            return True
-        if self._upstream_synced() and self.queue.initial_pending == 0:
-            self._synced.set()
-            return True
-        return False
+        """True once the informer has synced and this handler has handled its initial adds."""
+        return self.tracker.check()
 
     async def wait_synced(self) -> None:
-        if not self.has_synced():
-            await self._synced.wait()
+        await self.tracker.wait()
+
+    def handled(self, n: Notification) -> None:
+        """A consumer (the loop, or an `EventStream`) is done with `n`."""
+        self.delivered += 1
+        if n.initial:
+            self.tracker.finish()
 
     # -- delivery -------------------------------------------------------------------------
 
@@ -329,55 +431,121 @@ class Listener:
         q = self.queue
         return ListenerStats(self.delivered, self.errors, q.coalesced, len(q), q.peak, q.coalescing)
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """Deliver nothing more; let a call in flight finish (within `grace` seconds, if given)."""
         self.removed = True
-        if self._scope is not None:
-            self._scope.cancel()
+        self.queue.close()
+        scope = self._scope
+        if scope is None:
+            if self.handler is None or not self._in_call:
+                self.done.set()
+            return
+        if not self._in_call:
+            scope.cancel()
+        elif grace is not None:
+            scope.deadline = min(scope.deadline, anyio.current_time() + grace)
 
     async def run(self) -> None:
         """Call the handler for each notification until stopped."""
         handler = self.handler
         assert handler is not None
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            if self.removed:
-                scope.cancel()
-            queue = self.queue
-            while True:
-                n = queue.get_nowait()
-                if n is None:
-                    self.has_synced()
-                    n = await queue.get()
-                try:
-                    result = handler.call(n)
-                    if result is not None:
-                        await result
-                except Exception:
-                    self.errors += 1
-                    self.log.exception("event handler failed; skipping the event", notification=n.kind,
-                                       key=_key(n))
-                finally:
-                    self.delivered += 1
-                    if n.initial:
-                        queue.initial_pending -= 1
-                        if queue.initial_pending == 0:
-                            self.has_synced()
+        try:
+            with anyio.CancelScope(shield=True) as scope:
+                self._scope = scope
+                if self.removed:
+                    return
+                queue = self.queue
+                while True:
+                    n = queue.get_nowait()
+                    if n is None:
+                        if queue.closed:
+                            return
+                        self.has_synced()
+                        n = await queue.get()
+                        if n is None:
+                            return
+                    self._in_call = True
+                    try:
+                        result = handler.call(n)
+                        if result is not None:
+                            await result
+                    except Exception as exc:
+                        self._failed(n, exc)
+                    finally:
+                        self._in_call = False
+                        self.handled(n)
+                    if self.removed:
+                        return
+        finally:
+            self._scope = None
+            self.done.set()
+
+    def _failed(self, n: Notification, exc: Exception) -> None:
+        self.errors += 1
+        key = _key(n)
+        error = HandlerError(f"event handler {self.name} raised on {n.kind} of {key}: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        if self.error_handler is not None:
+            try:
+                self.error_handler(error)
+                return
+            except Exception:
+                self.log.exception("handler error_handler raised")
+        # One line, with the traceback's location but no locals and no object body.
+        self.log.error("event handler failed; skipping the event", notification=n.kind, key=key,
+                       error=f"{type(exc).__name__}: {exc}", where=_where(exc))
+
+
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
 
 
 class Processor:
-    """The informer's set of listeners and the resync schedule shared by them."""
+    """The informer's set of listeners, the resync schedule, and fan-out of notifications."""
 
     def __init__(self, clock: Clock = REAL_CLOCK) -> None:
         self.clock = clock
         self.listeners: tuple[Listener, ...] = ()
         self.syncing: frozenset[Listener] = frozenset()
 
-    def add(self, listener: Listener) -> None:
+    def add(self, listener: Listener, replay: Iterable[tuple[str, Any]] = ()) -> None:
+        """Join `listener`, first queueing `replay` (the cache, as initial adds) to it alone.
+
+        Both happen in one synchronous step, so the listener sees each object either in the
+        replay or as a later notification, never both and never neither.
+        """
+        put = listener.queue.put_nowait
+        for key, obj in replay:
+            put(Notification(ADD, obj, None, True, key), force=True)
         self.listeners = (*self.listeners, listener)
 
     def remove(self, listener: Listener) -> None:
         self.listeners = tuple(x for x in self.listeners if x is not listener)
         self.syncing = self.syncing - {listener}
+
+    def distribute(self, n: Notification, sync_only: bool = False) -> list[Listener] | None:
+        """Queue `n` to every listener (only those due for resync when `sync_only`).
+
+        Returns the listeners whose full "block" queue refused it (None if all took it).
+        """
+        listeners = self.listeners
+        if sync_only:
+            syncing = self.syncing
+            if not syncing:
+                return None
+            listeners = tuple(x for x in listeners if x in syncing)
+        blocked: list[Listener] | None = None
+        for listener in listeners:
+            if not listener.queue.put_nowait(n):
+                if blocked is None:
+                    blocked = []
+                blocked.append(listener)
+        return blocked
 
     def should_resync(self) -> bool:
         """Called by the reflector's resync timer: pick the listeners now due."""

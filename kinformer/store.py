@@ -8,6 +8,9 @@ Invariants (as client-go's `threadSafeMap` / `storeIndex`):
 - Writes come from the event loop; reads may come from any thread (a sync endpoint in a
   thread pool). One `threading.Lock` guards every map; it is never held across an await.
 - Objects are stored as given (no copy): callers must not mutate what they put or get.
+- An index function that raises does not break the store: the object is stored and simply
+  not found under that index (its values count as none); the error goes to `error_handler`
+  as an `IndexFuncError` (default: logged). The informer routes it to its error reporting.
 - An unknown index name raises `KeyError`; `add_indexers` with an existing name raises
   `IndexerConflictError` and changes nothing.
 """
@@ -19,7 +22,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from kinformer.errors import IndexerConflictError
+import structlog
+
+from kinformer.errors import IndexerConflictError, IndexFuncError, UserCallbackError
 from kinformer.objects import KeyFunc, meta_namespace_key, namespace
 
 IndexFunc = Callable[[Any], list[str]]
@@ -28,6 +33,8 @@ IndexFunc = Callable[[Any], list[str]]
 Indexers = Mapping[str, IndexFunc]
 
 NAMESPACE_INDEX = "namespace"
+
+_log = structlog.get_logger("kinformer.store")
 
 
 def namespace_index_func(obj: Any) -> list[str]:
@@ -42,14 +49,17 @@ class Indexer:
     """A thread-safe keyed store with secondary indices. See the module docstring."""
 
     def __init__(
-        self, key_func: KeyFunc = meta_namespace_key, indexers: Indexers | None = None
+        self, key_func: KeyFunc = meta_namespace_key, indexers: Indexers | None = None,
+        *, error_handler: Callable[[UserCallbackError], None] | None = None,
     ) -> None:
         self._key_func = key_func
+        self.error_handler = error_handler
         self._lock = threading.Lock()
         self._items: dict[str, Any] = {}
         self._indexers: dict[str, IndexFunc] = dict(indexers or {})
         self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
         self._resource_version = ""
+        self._errors: list[IndexFuncError] = []
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -63,6 +73,8 @@ class Indexer:
             self._items[key] = obj
             if self._indexers:
                 self._update_indices(old, obj, key)
+        if self._errors:
+            self._report_errors()
 
     def upsert(self, key: str, obj: Any) -> Any | None:
         """Store `obj` under a key the caller already computed; return the previous object.
@@ -74,7 +86,9 @@ class Indexer:
             self._items[key] = obj
             if self._indexers:
                 self._update_indices(old, obj, key)
-            return old
+        if self._errors:
+            self._report_errors()
+        return old
 
     def delete(self, obj: Any) -> None:
         self.delete_key(self._key_func(obj))
@@ -85,7 +99,9 @@ class Indexer:
             old = self._items.pop(key, None)
             if old is not None and self._indexers:
                 self._update_indices(old, None, key)
-            return old
+        if self._errors:
+            self._report_errors()
+        return old
 
     def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Make the store hold exactly `objs`, rebuilding every index."""
@@ -96,6 +112,8 @@ class Indexer:
             for key, obj in items.items():
                 self._update_indices(None, obj, key)
             self._resource_version = resource_version
+        if self._errors:
+            self._report_errors()
 
     def resync(self) -> None:
         """Nothing to do: the store has no upstream. Present for the Store protocol."""
@@ -111,13 +129,39 @@ class Indexer:
                 index: dict[str, set[str]] = {}
                 self._indices[name] = index
                 for key, obj in self._items.items():
-                    for value in func(obj):
+                    for value in self._safe_values(name, func, obj, key):
                         index.setdefault(value, set()).add(key)
+        if self._errors:
+            self._report_errors()
+
+    def _safe_values(self, name: str, func: IndexFunc, obj: Any, key: str) -> list[str]:
+        """An index function's values, or none if it raises (see the module docstring)."""
+        if obj is None:
+            return []
+        try:
+            return func(obj)
+        except Exception as exc:
+            error = IndexFuncError(f"index function {name!r} raised for {key}: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._errors.append(error)  # reported once the lock is released
+            return []
+
+    def _report_errors(self) -> None:
+        errors, self._errors = self._errors, []
+        for error in errors:
+            if self.error_handler is not None:
+                self.error_handler(error)
+            else:
+                _log.warning(str(error))
 
     def _update_indices(self, old: Any, new: Any, key: str) -> None:
         for name, func in self._indexers.items():
-            old_values = func(old) if old is not None else []
-            new_values = func(new) if new is not None else []
+            try:
+                old_values = func(old) if old is not None else []
+                new_values = func(new) if new is not None else []
+            except Exception:
+                old_values = self._safe_values(name, func, old, key)
+                new_values = self._safe_values(name, func, new, key)
             if old_values == new_values:
                 continue
             index = self._indices[name]

@@ -68,18 +68,18 @@ def test_merges_never_mutate_shared_notifications() -> None:
 
 def test_initial_adds_are_counted_through_merges() -> None:
     q = full_queue(n(ADD, "a", 1, initial=True), n(ADD, "b", 1, initial=True))
-    assert q.initial_pending == 2
+    assert q.tracker.pending == 2
     q.put_nowait(n(UPDATE, "a", 2, 1))
-    assert q.initial_pending == 2
+    assert q.tracker.pending == 2
     q.put_nowait(n(DELETE, "b", 2))
-    assert q.initial_pending == 1
+    assert q.tracker.pending == 1
 
 
 def test_block_policy_refuses_when_full() -> None:
     q = PendingQueue(2, "block", LOG)
     assert q.put_nowait(n(ADD, "a", 1)) and q.put_nowait(n(ADD, "b", 1))
     assert not q.put_nowait(n(ADD, "c", 1, initial=True))
-    assert q.initial_pending == 0 and len(q) == 2
+    assert q.tracker.pending == 0 and len(q) == 2
     assert q.put_nowait(n(ADD, "c", 1), force=True) and len(q) == 3
 
 
