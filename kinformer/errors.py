@@ -26,6 +26,7 @@ KinformerError
 ├── SelectorError                a label/field selector does not parse; the message names the part
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
+├── CacheSyncTimeoutError        wait_for_cache_sync(raise_on_timeout=True) ran out (a TimeoutError too)
 └── ShutDownError                get() on a shut-down, drained work queue
 ```
 
@@ -268,6 +269,10 @@ class IndexerConflictError(KinformerError, ValueError):
 
 class FIFOClosedError(KinformerError):
     """`pop` on a closed DeltaFIFO whose queued items have all drained."""
+
+
+class CacheSyncTimeoutError(KinformerError, TimeoutError):
+    """Caches did not sync in time; the message names each resource and its last error."""
 
 
 class ShutDownError(KinformerError):

@@ -2,7 +2,9 @@
 
 Two requests for the same key get the same informer, so one watch serves every consumer.
 `async with factory:` starts every informer in one task group; informers requested after
-start are started at once; leaving the block stops them all.
+start are started at once; leaving the block stops them all, and an exception raised in the
+block comes out as itself (not in an ExceptionGroup). `wait_for_cache_sync` returns a
+result that is falsy unless everything synced; `health()` says why not.
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ import anyio
 
 from kinformer.clock import REAL_CLOCK, Clock
 from kinformer.fifo import Transform
-from kinformer.informer import SharedIndexInformer
+from kinformer.errors import CacheSyncTimeoutError
+from kinformer.informer import InformerHealth, SharedIndexInformer, exit_unwrapped
 from kinformer.lister import Lister
 from kinformer.listwatch import ListWatch
-from kinformer.reflector import ReflectorConfig
+from kinformer.reflector import ReflectorConfig, WatchErrorHandler
 from kinformer.resources import Resource
 from kinformer.store import IndexFunc
 
 _UNSET: Any = object()
 InformerKey = tuple[Resource, str | None, str | None, str | None, bool]
+
+
+class SyncResult(dict[Resource, bool]):
+    """Per resource, whether its informers synced; falsy unless all did."""
+
+    def __bool__(self) -> bool:
+        return all(self.values())
 
 
 class InformerFactory:
@@ -38,6 +48,7 @@ class InformerFactory:
         metadata_only: bool = False,
         reflector_config: ReflectorConfig | None = None,
         clock: Clock = REAL_CLOCK,
+        watch_error_handler: WatchErrorHandler | None = None,
     ) -> None:
         self.api_client = api_client
         self.namespace = namespace
@@ -48,6 +59,7 @@ class InformerFactory:
         self.metadata_only = metadata_only
         self.reflector_config = reflector_config
         self.clock = clock
+        self.watch_error_handler = watch_error_handler
         self._informers: dict[InformerKey, SharedIndexInformer] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -77,7 +89,8 @@ class InformerFactory:
         if informer is None:
             list_watch = ListWatch(self.api_client, resource, key[1], key[2], key[3], metadata_only=key[4])
             informer = SharedIndexInformer(list_watch, self.resync_period, indexers, self.transform,
-                                           reflector_config=self.reflector_config, clock=self.clock)
+                                           reflector_config=self.reflector_config, clock=self.clock,
+                                           watch_error_handler=self.watch_error_handler)
             self._informers[key] = informer
             if self._tg is not None:
                 self._tg.start_soon(informer.run)
@@ -94,14 +107,30 @@ class InformerFactory:
     def informers(self) -> dict[InformerKey, SharedIndexInformer]:
         return dict(self._informers)
 
-    async def wait_for_cache_sync(self, timeout: float | None = None) -> dict[Resource, bool]:
-        """Wait for every informer; per resource, whether all its informers synced in time."""
-        results: dict[Resource, bool] = {}
+    def health(self) -> dict[InformerKey, InformerHealth]:
+        """Each informer's `health()` (never blocks)."""
+        return {key: informer.health() for key, informer in self._informers.items()}
+
+    async def wait_for_cache_sync(self, timeout: float | None = None, *,
+                                  raise_on_timeout: bool = False) -> SyncResult:
+        """Wait for every informer; per resource, whether all its informers synced in time.
+
+        The result is a dict that is falsy unless every informer synced, so
+        `if not await factory.wait_for_cache_sync(10): ...` reads as it should. With
+        `raise_on_timeout=True`, a timeout raises `CacheSyncTimeoutError` naming each resource
+        that did not sync and its informer's last list/watch error.
+        """
+        results = SyncResult()
         with anyio.move_on_after(timeout):
             for informer in list(self._informers.values()):
                 await informer.wait_for_sync()
         for key, informer in self._informers.items():
             results[key[0]] = results.get(key[0], True) and informer.has_synced()
+        if raise_on_timeout and not results:
+            failed = [(k[0], i.last_error) for k, i in self._informers.items() if not i.has_synced()]
+            detail = "; ".join(f"{r}: {type(e).__name__}: {e}" if e is not None else f"{r}: no error yet"
+                               for r, e in failed)
+            raise CacheSyncTimeoutError(f"caches not synced after {timeout} s: {detail}")
         return results
 
     async def __aenter__(self) -> InformerFactory:
@@ -115,4 +144,4 @@ class InformerFactory:
         tg, self._tg = self._tg, None
         assert tg is not None
         tg.cancel_scope.cancel()
-        return await tg.__aexit__(*exc)
+        return await exit_unwrapped(tg, exc)
