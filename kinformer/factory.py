@@ -15,8 +15,8 @@ from typing import Any
 import anyio
 
 from kinformer.clock import REAL_CLOCK, Clock
-from kinformer.fifo import Transform
 from kinformer.errors import CacheSyncTimeoutError
+from kinformer.fifo import Transform
 from kinformer.informer import InformerHealth, SharedIndexInformer, exit_unwrapped
 from kinformer.lister import Lister
 from kinformer.listwatch import ListWatch

@@ -226,28 +226,27 @@ async def test_events_never_hang(fake_api_server: FakeApiServer, fake_api_client
     inf = informer(fake_api_client)
     ended: list[str] = []
     with anyio.fail_after(10):
-        async with anyio.create_task_group() as outer:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(inf.run)
-                await inf.wait_for_sync()
-                stream = inf.events()
+        async with anyio.create_task_group() as outer, anyio.create_task_group() as tg:
+            tg.start_soon(inf.run)
+            await inf.wait_for_sync()
+            stream = inf.events()
 
-                async def consume() -> None:
-                    async for _ in stream:
-                        pass
-                    ended.append(how)
+            async def consume() -> None:
+                async for _ in stream:
+                    pass
+                ended.append(how)
 
-                outer.start_soon(consume)
-                await anyio.wait_all_tasks_blocked()
-                if how == "close":
-                    stream.close()
-                elif how == "remove":
-                    stream._registration.remove()
-                else:
-                    tg.cancel_scope.cancel()
-                if how != "informer stops":
-                    await eventually(lambda: bool(ended))
-                    tg.cancel_scope.cancel()
+            outer.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            if how == "close":
+                stream.close()
+            elif how == "remove":
+                stream._registration.remove()
+            else:
+                tg.cancel_scope.cancel()
+            if how != "informer stops":
+                await eventually(lambda: bool(ended))
+                tg.cancel_scope.cancel()
     assert ended == [how]
 
 
