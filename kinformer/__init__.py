@@ -1,7 +1,7 @@
 """kinformer: asyncio-native Kubernetes informers.
 
 Reflector → DeltaFIFO → indexed cache → per-handler bounded queues, over plain dicts
-decoded once by orjson. See README.md for the tour and DESIGN notes in each module.
+decoded once by orjson. README.md gives the tour; each module's docstring states its invariants.
 """
 
 __version__ = "0.1.0"

@@ -101,7 +101,7 @@ class InformerFactory:
         return informer
 
     def lister(self, resource: Resource | str, **kwargs: Any) -> Lister:
-        return Lister(self.informer(resource, **kwargs).indexer)
+        return Lister(self.informer(resource, **kwargs))
 
     @property
     def informers(self) -> dict[InformerKey, SharedIndexInformer]:

@@ -11,8 +11,8 @@ with `EmitDeltaTypeReplaced`):
   one, keeping the one that is not a `DeletedFinalStateUnknown` (the older if both are real).
 - `replace(objs, rv)`: `REPLACED` for every listed object; then, for every key queued or
   known but not listed, `DELETED(DeletedFinalStateUnknown(key, last_known_obj))`.
-- `start_replace()` does the same page by page (a streamed relist, DESIGN decision 8):
-  `add_page` queues `REPLACED` for each listed object — skipping one whose resourceVersion
+- `start_replace()` does the same page by page (a streamed relist: it never holds a second
+  copy of the cache): `add_page` queues `REPLACED` for each listed object — skipping one whose resourceVersion
   equals the newest state already queued or known, so a relist of an unchanged cache holds
   no second copy — and `finish` computes the deletions after the last page. An aborted
   session (list failed midway) queued only real states at least as new as the cache; its

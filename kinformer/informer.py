@@ -464,7 +464,7 @@ class SharedIndexInformer:
 async def exit_unwrapped(tg: anyio.abc.TaskGroup, exc: tuple[Any, ...]) -> bool | None:
     """Leave `tg` for an `__aexit__`, raising a lone exception as itself, not in an ExceptionGroup.
 
-    DESIGN decision 10: a user's `pytest.raises(ValueError)` or `except ApiException` around
+    A user's `pytest.raises(ValueError)` or `except ApiException` around
     `async with informer:` must work. Cancellations in the group are ignored when choosing.
     """
     try:

@@ -2,23 +2,54 @@
 
 Returns the cached dicts themselves (no copies, for speed): do not mutate them. Namespace
 queries use the namespace index when the indexer has it, else a scan.
+
+Before the informer has synced, a lister answers from a partial cache (possibly empty):
+check `has_synced()` (or `await informer.wait_for_sync()`) before trusting a "not found".
+Built from an informer (`Lister(informer)`, `factory.lister(...)`) it knows whether the
+resource is namespaced, so `get(name)` without a namespace on a namespaced resource raises
+instead of quietly returning None.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from kinformer.errors import InvalidArgumentError
 from kinformer.objects import namespace as namespace_of
 from kinformer.selectors import FieldSelector, LabelSelector
 from kinformer.store import NAMESPACE_INDEX, Indexer
 
 
+class _Informer(Protocol):
+    """What a Lister needs of an informer (a `SharedIndexInformer`)."""
+
+    @property
+    def indexer(self) -> Indexer: ...
+
+    def has_synced(self) -> bool: ...
+
+
 class Lister:
-    def __init__(self, indexer: Indexer) -> None:
-        self.indexer = indexer
+    def __init__(self, source: Indexer | _Informer, *, namespaced: bool | None = None) -> None:
+        if isinstance(source, Indexer):
+            self.indexer = source
+            self._informer: _Informer | None = None
+        else:
+            self.indexer = source.indexer
+            self._informer = source
+            if namespaced is None:
+                list_watch = getattr(source, "list_watch", None)
+                namespaced = list_watch.resource.namespaced if list_watch is not None else None
+        self.namespaced = namespaced
+
+    def has_synced(self) -> bool:
+        """True once the informer behind this lister has synced (always True for a bare Indexer)."""
+        return self._informer.has_synced() if self._informer is not None else True
 
     def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The cached object, or None."""
+        if not namespace and self.namespaced:
+            raise InvalidArgumentError(f"{name!r}: this resource is namespaced; call get(name, namespace=...)")
         result: dict[str, Any] | None = self.indexer.get_by_key(f"{namespace}/{name}" if namespace else name)
         return result
 

@@ -1,6 +1,6 @@
 """Listeners: one bounded queue and one task per event-handler registration.
 
-No handler can stall another (DESIGN decision 7): the informer loop hands each
+No handler can stall another: the informer loop hands each
 notification to every listener's queue without waiting, and each listener's task calls
 its handler. A queue holds at most `max_pending` notifications; when it is full:
 

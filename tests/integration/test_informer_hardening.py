@@ -15,6 +15,7 @@ from kinformer.errors import (
     HandlerError,
     HandlerSignatureError,
     IndexFuncError,
+    InvalidArgumentError,
     SelectorError,
     StoppedError,
     TransformError,
@@ -297,3 +298,17 @@ async def test_missing_crd_is_a_visible_404(fake_api_server: FakeApiServer, fake
         health = factory.health()
         assert [h.permanent for h in health.values()] == [True, False]
         assert getattr(inf.last_error, "code", None) == 404
+
+
+async def test_lister_knows_sync_and_namespacing(fake_api_server: FakeApiServer, fake_api_client: Any) -> None:
+    fake_api_server.create("configmaps", make_configmap("a"))
+    async with InformerFactory(fake_api_client) as factory:
+        lister = factory.lister(Resource.configmaps)
+        namespaces = factory.lister(Resource.namespaces)
+        assert not lister.has_synced()
+        await factory.wait_for_cache_sync(5)
+        assert lister.has_synced()
+        assert lister.get("a", "default") is not None
+        with pytest.raises(InvalidArgumentError, match="namespaced"):
+            lister.get("a")
+        assert namespaces.get("default") is None  # cluster-scoped: no namespace needed
