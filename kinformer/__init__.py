@@ -8,58 +8,99 @@ __version__ = "0.1.0"
 
 from kinformer.backoff import Backoff
 from kinformer.errors import (
+    AlreadyStartedError,
     ApiError,
+    CacheSyncTimeoutError,
     ExpiredError,
     FIFOClosedError,
+    ForbiddenError,
+    HandlerError,
+    HandlerSignatureError,
     KeyFuncError,
     KinformerError,
+    NotFoundError,
     SelectorError,
+    StoppedError,
     TooLargeResourceVersionError,
     TooManyRequestsError,
+    TransformError,
+    TransportError,
     UnauthorizedError,
+    UserCallbackError,
 )
-from kinformer.factory import InformerFactory
+from kinformer.factory import InformerFactory, SyncResult
 from kinformer.fifo import Delta, DeltaFIFO, DeltaType
-from kinformer.informer import Event, EventHandlerRegistration, EventStream, SharedIndexInformer
-from kinformer.lister import Lister
+from kinformer.informer import (
+    Event,
+    EventHandlerRegistration,
+    EventStream,
+    EventType,
+    InformerHealth,
+    SharedIndexInformer,
+)
+from kinformer.lister import Lister, TypedLister
 from kinformer.listwatch import ListWatch
-from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key, split_key
-from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats
+from kinformer.objects import DeletedFinalStateUnknown, KubeObject, meta_namespace_key, split_key
+from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, OnUpdate
+from kinformer.reflector import Reflector, ReflectorConfig, ReflectorHealth, ReflectorStats
 from kinformer.resources import Resource
 from kinformer.selectors import FieldSelector, LabelSelector
 from kinformer.store import NAMESPACE_INDEX, Indexer, namespace_index_func
+from kinformer.typed import to_model
 
 __all__ = [
     "NAMESPACE_INDEX",
+    "AlreadyStartedError",
     "ApiError",
     "Backoff",
+    "CacheSyncTimeoutError",
     "DeletedFinalStateUnknown",
     "Delta",
     "DeltaFIFO",
     "DeltaType",
     "Event",
+    "EventHandler",
     "EventHandlerRegistration",
     "EventStream",
+    "EventType",
     "ExpiredError",
     "FIFOClosedError",
     "FieldSelector",
+    "ForbiddenError",
+    "HandlerError",
+    "HandlerObject",
+    "HandlerSignatureError",
     "Indexer",
     "InformerFactory",
+    "InformerHealth",
     "KeyFuncError",
     "KinformerError",
+    "KubeObject",
     "LabelSelector",
     "ListWatch",
     "Lister",
+    "NotFoundError",
+    "OnAdd",
+    "OnDelete",
+    "OnUpdate",
     "Reflector",
     "ReflectorConfig",
+    "ReflectorHealth",
     "ReflectorStats",
     "Resource",
     "SelectorError",
     "SharedIndexInformer",
+    "StoppedError",
+    "SyncResult",
     "TooLargeResourceVersionError",
     "TooManyRequestsError",
+    "TransformError",
+    "TransportError",
+    "TypedLister",
     "UnauthorizedError",
+    "UserCallbackError",
     "meta_namespace_key",
     "namespace_index_func",
     "split_key",
+    "to_model",
 ]

@@ -20,6 +20,7 @@ from kinformer.fifo import Transform
 from kinformer.informer import InformerHealth, SharedIndexInformer, exit_unwrapped
 from kinformer.lister import Lister
 from kinformer.listwatch import ListWatch
+from kinformer.objects import KubeObject
 from kinformer.reflector import ReflectorConfig, WatchErrorHandler
 from kinformer.resources import Resource
 from kinformer.store import IndexFunc
@@ -60,7 +61,7 @@ class InformerFactory:
         self.reflector_config = reflector_config
         self.clock = clock
         self.watch_error_handler = watch_error_handler
-        self._informers: dict[InformerKey, SharedIndexInformer] = {}
+        self._informers: dict[InformerKey, SharedIndexInformer[KubeObject]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
     def informer(
@@ -72,7 +73,7 @@ class InformerFactory:
         field_selector: str | None = _UNSET,
         metadata_only: bool | None = None,
         indexers: Mapping[str, IndexFunc] | None = None,
-    ) -> SharedIndexInformer:
+    ) -> SharedIndexInformer[KubeObject]:
         """The shared informer for this key, created (and started, if running) on first use."""
         if isinstance(resource, str):
             resource = Resource.builtin(resource)
@@ -100,11 +101,11 @@ class InformerFactory:
                 informer.add_indexers(missing)
         return informer
 
-    def lister(self, resource: Resource | str, **kwargs: Any) -> Lister:
+    def lister(self, resource: Resource | str, **kwargs: Any) -> Lister[KubeObject]:
         return Lister(self.informer(resource, **kwargs))
 
     @property
-    def informers(self) -> dict[InformerKey, SharedIndexInformer]:
+    def informers(self) -> dict[InformerKey, SharedIndexInformer[KubeObject]]:
         return dict(self._informers)
 
     def health(self) -> dict[InformerKey, InformerHealth]:

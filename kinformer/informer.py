@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Literal, cast, overload
 
 import anyio
 import structlog
@@ -43,16 +43,21 @@ from kinformer.errors import (
     StoppedError,
     UserCallbackError,
 )
-from kinformer.fifo import DELETED, DeltaFIFO, Deltas, Transform
+from kinformer.fifo import DELETED, DeltaFIFO, Deltas
 from kinformer.listwatch import ListWatch
+from kinformer.objects import DeletedFinalStateUnknown, KubeObject, ObjT
 from kinformer.processor import (
     ADD,
     DELETE,
     MINIMUM_RESYNC_PERIOD,
     UPDATE,
+    HandlerObject,
     Listener,
     ListenerStats,
     Notification,
+    OnAdd,
+    OnDelete,
+    OnUpdate,
     Overflow,
     Processor,
     ResourceEventHandler,
@@ -69,23 +74,26 @@ def _rv(obj: Any) -> Any:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """What `informer.events()` yields: `type` is ADDED, MODIFIED or DELETED."""
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
-    type: str
-    object: Any
-    old: Any = None
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[ObjT]):
+    """What `informer.events()` yields. For DELETED, `object` may be a `DeletedFinalStateUnknown`."""
+
+    type: EventType
+    object: ObjT | DeletedFinalStateUnknown
+    old: ObjT | None = None
     is_in_initial_list: bool = False
 
 
-_EVENT_TYPE = {ADD: "ADDED", UPDATE: "MODIFIED", DELETE: "DELETED"}
+_EVENT_TYPE: dict[str, EventType] = {ADD: "ADDED", UPDATE: "MODIFIED", DELETE: "DELETED"}
 
 
 class EventHandlerRegistration:
     """Returned by `add_event_handler`: sync state, stats, and `remove()`."""
 
-    def __init__(self, informer: SharedIndexInformer, listener: Listener) -> None:
+    def __init__(self, informer: SharedIndexInformer[Any], listener: Listener) -> None:
         self._informer = informer
         self.listener = listener
 
@@ -105,7 +113,7 @@ class EventHandlerRegistration:
         self._informer._remove_listener(self.listener)
 
 
-class EventStream:
+class EventStream(Generic[ObjT]):
     """`informer.events()`: notifications as an async iterator, through a bounded listener.
 
     Use `async with informer.events() as events: async for ev in events: ...`, or iterate
@@ -114,14 +122,14 @@ class EventStream:
     registration removed, or the informer stops.
     """
 
-    def __init__(self, informer: SharedIndexInformer, listener: Listener) -> None:
+    def __init__(self, informer: SharedIndexInformer[ObjT], listener: Listener) -> None:
         self._registration = EventHandlerRegistration(informer, listener)
         self._listener = listener
 
-    def __aiter__(self) -> EventStream:
+    def __aiter__(self) -> EventStream[ObjT]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> Event[ObjT]:
         listener = self._listener
         n = listener.queue.get_nowait()
         if n is None:
@@ -141,7 +149,7 @@ class EventStream:
     async def aclose(self) -> None:
         self.close()
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> EventStream[ObjT]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -196,13 +204,19 @@ class _Lifecycle(enum.Enum):
     STOPPED = "stopped"
 
 
-class SharedIndexInformer:
+class SharedIndexInformer(Generic[ObjT]):
+    """One list/watch, one cache, many handlers (see the module docstring).
+
+    Generic in what it caches: `SharedIndexInformer[KubeObject]` (plain dicts, the default),
+    or whatever `transform` returns.
+    """
+
     def __init__(
         self,
         list_watch: ListWatch,
         resync_period: float = 0.0,
         indexers: Mapping[str, IndexFunc] | None = None,
-        transform: Transform | None = None,
+        transform: Callable[[KubeObject], ObjT] | None = None,
         *,
         reflector_config: ReflectorConfig | None = None,
         clock: Clock = REAL_CLOCK,
@@ -288,11 +302,37 @@ class SharedIndexInformer:
 
     # -- handlers -------------------------------------------------------------------------
 
+    @overload
     def add_event_handler(
         self,
-        on_add: Callable[..., Any] | Any | None = None,
-        on_update: Callable[..., Any] | None = None,
-        on_delete: Callable[..., Any] | None = None,
+        on_add: OnAdd[ObjT] | None = None,
+        on_update: OnUpdate[ObjT] | None = None,
+        on_delete: OnDelete[ObjT] | None = None,
+        *,
+        resync_period: float | None = None,
+        max_pending: int = 1024,
+        overflow: Overflow = "coalesce",
+        name: str = "",
+        error_handler: Callable[[HandlerError], None] | None = None,
+    ) -> EventHandlerRegistration: ...
+
+    @overload
+    def add_event_handler(
+        self,
+        on_add: HandlerObject[ObjT],
+        *,
+        resync_period: float | None = None,
+        max_pending: int = 1024,
+        overflow: Overflow = "coalesce",
+        name: str = "",
+        error_handler: Callable[[HandlerError], None] | None = None,
+    ) -> EventHandlerRegistration: ...
+
+    def add_event_handler(
+        self,
+        on_add: OnAdd[ObjT] | HandlerObject[ObjT] | None = None,
+        on_update: OnUpdate[ObjT] | None = None,
+        on_delete: OnDelete[ObjT] | None = None,
         *,
         resync_period: float | None = None,
         max_pending: int = 1024,
@@ -310,12 +350,12 @@ class SharedIndexInformer:
         if on_add is not None and not callable(on_add) and on_update is None and on_delete is None:
             handler = ResourceEventHandler.from_object(on_add)
         else:
-            handler = ResourceEventHandler(on_add, on_update, on_delete)
+            handler = ResourceEventHandler(cast("Callable[..., object] | None", on_add), on_update, on_delete)
         listener = self._new_listener(handler, resync_period, max_pending, overflow, name, error_handler)
         self._register(listener)
         return EventHandlerRegistration(self, listener)
 
-    def events(self, *, max_pending: int = 1024, overflow: Overflow = "coalesce") -> EventStream:
+    def events(self, *, max_pending: int = 1024, overflow: Overflow = "coalesce") -> EventStream[ObjT]:
         """Notifications as an async iterator (ADDED/MODIFIED/DELETED `Event`s)."""
         listener = self._new_listener(None, 0.0, max_pending, overflow, "events", None)
         self._register(listener)
@@ -396,7 +436,7 @@ class SharedIndexInformer:
         for listener in self._processor.listeners:
             listener.stop(grace=self.shutdown_grace)
 
-    async def __aenter__(self) -> SharedIndexInformer:
+    async def __aenter__(self) -> SharedIndexInformer[ObjT]:
         self._outer = anyio.create_task_group()
         await self._outer.__aenter__()
         self._outer.start_soon(self.run)

@@ -12,12 +12,16 @@ instead of quietly returning None.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from kinformer.errors import InvalidArgumentError
+from kinformer.objects import ObjT
 from kinformer.objects import namespace as namespace_of
 from kinformer.selectors import FieldSelector, LabelSelector
 from kinformer.store import NAMESPACE_INDEX, Indexer
+from kinformer.typed import to_model
+
+M = TypeVar("M")
 
 
 class _Informer(Protocol):
@@ -29,7 +33,7 @@ class _Informer(Protocol):
     def has_synced(self) -> bool: ...
 
 
-class Lister:
+class Lister(Generic[ObjT]):
     def __init__(self, source: Indexer | _Informer, *, namespaced: bool | None = None) -> None:
         if isinstance(source, Indexer):
             self.indexer = source
@@ -46,11 +50,11 @@ class Lister:
         """True once the informer behind this lister has synced (always True for a bare Indexer)."""
         return self._informer.has_synced() if self._informer is not None else True
 
-    def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    def get(self, name: str, namespace: str | None = None) -> ObjT | None:
         """The cached object, or None."""
         if not namespace and self.namespaced:
             raise InvalidArgumentError(f"{name!r}: this resource is namespaced; call get(name, namespace=...)")
-        result: dict[str, Any] | None = self.indexer.get_by_key(f"{namespace}/{name}" if namespace else name)
+        result: ObjT | None = self.indexer.get_by_key(f"{namespace}/{name}" if namespace else name)
         return result
 
     def list(
@@ -58,7 +62,8 @@ class Lister:
         namespace: str | None = None,
         label_selector: str | LabelSelector | None = None,
         field_selector: str | FieldSelector | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ObjT]:
+        objs: list[ObjT]
         if namespace is not None:
             try:
                 objs = self.indexer.by_index(NAMESPACE_INDEX, namespace)
@@ -71,3 +76,23 @@ class Lister:
         if labels.empty() and fields.empty():
             return objs
         return [o for o in objs if labels.matches_object(o) and fields.matches(o)]
+
+    def typed(self, model: type[M]) -> TypedLister[M]:
+        """A view that returns kubernetes_asyncio models (`lister.typed(V1Pod).get(...)`); cold path only."""
+        return TypedLister(self, model)
+
+
+class TypedLister(Generic[M]):
+    """`Lister.typed(model)`: the same reads, each result converted with `to_model` (typed.py)."""
+
+    def __init__(self, lister: Lister[Any], model: type[M]) -> None:
+        self._lister = lister
+        self._model = model
+
+    def get(self, name: str, namespace: str | None = None) -> M | None:
+        obj = self._lister.get(name, namespace)
+        return to_model(obj, self._model) if obj is not None else None
+
+    def list(self, namespace: str | None = None, label_selector: str | LabelSelector | None = None,
+             field_selector: str | FieldSelector | None = None) -> list[M]:
+        return [to_model(o, self._model) for o in self._lister.list(namespace, label_selector, field_selector)]

@@ -10,12 +10,20 @@ Invariants:
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
+
+from typing_extensions import TypeVar
 
 from kinformer.errors import KeyFuncError
 
-Obj = dict[str, Any]
+KubeObject: TypeAlias = dict[str, Any]
 """A Kubernetes object as decoded JSON. Treat it as read-only."""
+
+Obj = KubeObject
+
+ObjT = TypeVar("ObjT", default=KubeObject)
+"""What an informer caches and hands to handlers: a `KubeObject` unless a transform makes
+it something else (`SharedIndexInformer[KubeObject]` is what an unparameterised one means)."""
 
 KeyFunc = Callable[[Any], str]
 

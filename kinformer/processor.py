@@ -34,14 +34,15 @@ import inspect
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeAlias
 
 import anyio
 import structlog
+from typing_extensions import TypeVar
 
 from kinformer.clock import REAL_CLOCK, Clock
 from kinformer.errors import HandlerError, HandlerSignatureError, InvalidArgumentError
-from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key
+from kinformer.objects import DeletedFinalStateUnknown, KubeObject, ObjT, meta_namespace_key
 
 Overflow = Literal["coalesce", "block"]
 
@@ -279,6 +280,43 @@ class PendingQueue:
         self._merged_count = 0
         self._ready.set()
         self._room.set()
+
+
+OnAdd: TypeAlias = Callable[[ObjT, bool], object] | Callable[[ObjT], object]
+"""`on_add(obj, is_in_initial_list)` or `on_add(obj)`; plain or `async def`."""
+OnUpdate: TypeAlias = Callable[[ObjT, ObjT], object]
+"""`on_update(old, new)`; plain or `async def`."""
+OnDelete: TypeAlias = Callable[[ObjT | DeletedFinalStateUnknown], object]
+"""`on_delete(obj_or_tombstone)`: a `DeletedFinalStateUnknown` when a relist found the deletion."""
+
+
+_ObjT_contra = TypeVar("_ObjT_contra", contravariant=True, default=KubeObject)
+
+
+class HandlerObject(Protocol[_ObjT_contra]):
+    """An object with all three callbacks (subclass `EventHandler` to write only some)."""
+
+    def on_add(self, obj: _ObjT_contra, is_in_initial_list: bool, /) -> object: ...
+
+    def on_update(self, old: _ObjT_contra, new: _ObjT_contra, /) -> object: ...
+
+    def on_delete(self, obj: _ObjT_contra | DeletedFinalStateUnknown, /) -> object: ...
+
+
+class EventHandler(Generic[ObjT]):
+    """A base class for handler objects: override the callbacks you need (sync or async).
+
+    client-go's `ResourceEventHandlerFuncs`: the ones you leave alone do nothing.
+    """
+
+    def on_add(self, obj: ObjT, is_in_initial_list: bool, /) -> object:
+        return None
+
+    def on_update(self, old: ObjT, new: ObjT, /) -> object:
+        return None
+
+    def on_delete(self, obj: ObjT | DeletedFinalStateUnknown, /) -> object:
+        return None
 
 
 def _accepts(fn: Callable[..., Any], count: int) -> bool:
