@@ -1,6 +1,6 @@
 """Typed views: kubernetes_asyncio models built from cached dicts, on the cold path only.
 
-kinformer keeps plain dicts because building a `V1Pod` costs ~55× the JSON parse. Where a
+kinformer keeps plain dicts because building a `V1Pod` costs about 55 times the JSON parse. Where a
 typed model helps (a CLI printing one object, a reconcile reading a few fields with an
 IDE's completion), `to_model(obj, V1Pod)` builds one from a cached dict with
 kubernetes_asyncio's own deserializer, and `lister.typed(V1Pod)` does it per read. Never use
