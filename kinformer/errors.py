@@ -23,7 +23,8 @@ KinformerError
 ├── SelectorError                a label/field selector does not parse; the message names the part
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
-└── ShutDownError                get() on a shut-down, drained work queue
+├── ShutDownError                get() on a shut-down, drained work queue
+└── MissingExtraError            a feature's optional package is not installed (also an ImportError)
 ```
 
 Invariants:
@@ -257,3 +258,19 @@ class FIFOClosedError(KinformerError):
 
 class ShutDownError(KinformerError):
     """`get()` on a work queue that is shut down and has nothing left to hand out."""
+
+
+# -- installation --------------------------------------------------------------------------
+
+
+class MissingExtraError(KinformerError, ImportError):
+    """A feature needs a package that only one of kinformer's extras installs.
+
+    The message says what to run: `pip install 'kinformer[<extra>]'`. Also an `ImportError`,
+    which is what the missing import raised (it is the `__cause__`).
+    """
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(f"{feature} needs {package}, which is not installed; it comes with "
+                         f"kinformer's '{extra}' extra: pip install 'kinformer[{extra}]'", name=package)
+        self.feature, self.package, self.extra = feature, package, extra
