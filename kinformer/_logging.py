@@ -15,8 +15,8 @@ its configuration too):
   - the message is `event key=value ...`; a value is `str()`-ed, cut to `MAX_VALUE` characters
     and quoted when it holds a space, a quote or `=`, so even a mistaken object in a log call
     cannot print an object body;
-  - `record.kinformer` holds the same key/values as a dict (numbers and booleans as they are,
-    the rest as the cut strings), for structured (JSON) handlers;
+  - `record.kinformer` holds the event as a dict, for structured (JSON) handlers: `"event"`
+    and the same key/values (numbers and booleans as they are, the rest as the cut strings);
   - `exc_info` is passed through, so the handler's formatter prints the traceback in the
     stdlib's format: frames and source lines, never local variables (a traceback that prints
     locals prints the whole object a handler was given);
@@ -111,7 +111,7 @@ def _render(_: Any, __: str, event_dict: EventDict) -> tuple[tuple[Any, ...], di
     stack_info = event_dict.pop("stack_info", False)
     fields = {key: _cut(value) for key, value in event_dict.items()}
     message = f"{event} {key_values(fields)}" if fields else event
-    kwargs: dict[str, Any] = {"extra": {"kinformer": fields}, "stacklevel": _stacklevel()}
+    kwargs: dict[str, Any] = {"extra": {"kinformer": {"event": event, **fields}}, "stacklevel": _stacklevel()}
     if exc_info:
         kwargs["exc_info"] = exc_info
     if stack_info:

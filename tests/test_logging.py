@@ -34,8 +34,8 @@ def test_a_record_reaches_stdlib_logging_with_level_and_key_values(caplog: pytes
     (record,) = caplog.records
     assert (record.name, record.levelno) == ("kinformer.reflector", logging.INFO)
     assert record.getMessage() == 'watch resumed resource=pods.v1 namespace="" resource_version=42 note="two words"'
-    assert record.__dict__["kinformer"] == {"resource": "pods.v1", "namespace": "", "resource_version": "42",
-                                            "note": "two words"}
+    assert record.__dict__["kinformer"] == {"event": "watch resumed", "resource": "pods.v1", "namespace": "",
+                                            "resource_version": "42", "note": "two words"}
 
 
 def test_the_record_names_the_callers_line(caplog: pytest.LogCaptureFixture) -> None:
