@@ -12,11 +12,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e .
+# Stamps depend on this Makefile too, so that a change of how kinformer is installed reinstalls.
+$(RUN_STAMP): pyproject.toml Makefile | $(PY)
+	$(PY) -m pip install -q -e '.[demo]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(PY)
+$(DEV_STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
@@ -32,7 +33,7 @@ unit: $(DEV_STAMP)
 # pytest's exit code 5 (no tests collected) is non-zero, so make fails on it too.
 test: lint typecheck unit
 
-$(E2E_STAMP): pyproject.toml $(DEV_STAMP)
+$(E2E_STAMP): pyproject.toml Makefile $(DEV_STAMP)
 	$(PY) -m pip install -q -e '.[dev,e2e]'
 	touch $@
 
@@ -50,4 +51,4 @@ demo: $(RUN_STAMP)
 	$(VENV)/bin/kinformer demo $(DEMO_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

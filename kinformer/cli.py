@@ -1,4 +1,8 @@
-"""The `kinformer` command: `kinformer demo` (and `kinformer fake-server`)."""
+"""The `kinformer` command: `kinformer demo` (and `kinformer fake-server`).
+
+A subcommand that needs an extra that is not installed exits with status 2 and one line on
+stderr naming the extra (`pip install 'kinformer[demo]'`), not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import asyncio
 import sys
 
 from kinformer import __version__
+from kinformer.errors import MissingExtraError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,15 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--namespaces", type=int, default=5)
     demo.add_argument("--rate", type=float, default=200.0, help="pod writes per second")
     demo.add_argument("--slow-ms", type=float, default=20.0, help="the slow handler's time per event")
-    demo.add_argument("--drop-every", type=int, default=1500, help="drop every watch after this many writes")
-    demo.add_argument("--compact-every", type=int, default=4000, help="compact history after this many writes")
-    demo.add_argument("--plain", action="store_true", help="no live table; print the summary at the end")
+    demo.add_argument("--drop-every", type=float, default=3.0, metavar="SECONDS",
+                      help="drop every watch this often (the informers resume without a relist)")
+    demo.add_argument("--compact-every", type=float, default=8.0, metavar="SECONDS",
+                      help="compact the server's history this often (410 Gone: each informer relists once)")
+    demo.add_argument("--plain", action="store_true",
+                      help="no live table: log lines as they happen, then the final table (the default "
+                           "when stdout is not a terminal)")
     server = sub.add_parser("fake-server", help="serve the fake API server (see python -m kinformer.testing)")
     server.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from kinformer._demo import run_demo
-
+        try:
+            from kinformer._demo import run_demo
+        except MissingExtraError as exc:
+            print(f"kinformer: {exc}", file=sys.stderr)
+            return 2
         try:
             return asyncio.run(run_demo(args))
         except KeyboardInterrupt:

@@ -27,7 +27,8 @@ KinformerError
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
 ├── CacheSyncTimeoutError        wait_for_cache_sync(raise_on_timeout=True) ran out (a TimeoutError too)
-└── ShutDownError                get() on a shut-down, drained work queue
+├── ShutDownError                get() on a shut-down, drained work queue
+└── MissingExtraError            a feature's optional package is not installed (also an ImportError)
 ```
 
 Invariants:
@@ -277,3 +278,19 @@ class CacheSyncTimeoutError(KinformerError, TimeoutError):
 
 class ShutDownError(KinformerError):
     """`get()` on a work queue that is shut down and has nothing left to hand out."""
+
+
+# -- installation --------------------------------------------------------------------------
+
+
+class MissingExtraError(KinformerError, ImportError):
+    """A feature needs a package that only one of kinformer's extras installs.
+
+    The message says what to run: `pip install 'kinformer[<extra>]'`. Also an `ImportError`,
+    which is what the missing import raised (it is the `__cause__`).
+    """
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(f"{feature} needs {package}, which is not installed; it comes with "
+                         f"kinformer's '{extra}' extra: pip install 'kinformer[{extra}]'", name=package)
+        self.feature, self.package, self.extra = feature, package, extra
