@@ -164,7 +164,7 @@ def test_wheel_contents_and_metadata(packaged: tuple[Path, Path]) -> None:
     assert "kinformer = kinformer.cli:main" in entry_points
     assert "kinformer = kinformer.testing.pytest_plugin" in entry_points
     core = {canonicalize_name(r.name) for r in _requirements(wheel) if r.marker is None}
-    assert core == {"kubernetes-asyncio", "anyio", "structlog", "orjson", "aiohttp"}
+    assert core == {"kubernetes-asyncio", "anyio", "structlog", "orjson", "aiohttp", "typing-extensions"}
     wanted = {"testing", "metrics", "web", "sql", "postgres", "demo", "dev"}
     extras = {e for r in _requirements(wheel) if r.marker is not None
               for e in wanted if r.marker.evaluate({"extra": e})}
