@@ -49,8 +49,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-import structlog
-
+from kinformer._logging import get_logger
 from kinformer.errors import FIFOClosedError, KeyFuncError, TransformError, UserCallbackError
 from kinformer.objects import DeletedFinalStateUnknown, KeyFunc, meta_namespace_key
 
@@ -94,7 +93,6 @@ class KnownObjects(Protocol):
     def get_by_key(self, key: str) -> Any | None: ...
 
 
-_log = structlog.get_logger("kinformer.fifo")
 
 Transform = Callable[[Any], Any]
 ProcessFunc = Callable[[Deltas, bool], Awaitable[None] | None]
@@ -171,7 +169,7 @@ class DeltaFIFO:
         if self.error_handler is not None:
             self.error_handler(error)
         else:
-            _log.warning(str(error))
+            get_logger("kinformer.fifo").warning(str(error))
 
     def _safe_key(self, obj: Any) -> str | None:
         try:

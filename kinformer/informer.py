@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, cast, overload
 
 import anyio
-import structlog
 
+from kinformer._logging import get_logger
 from kinformer.clock import REAL_CLOCK, Clock
 from kinformer.errors import (
     AlreadyStartedError,
@@ -247,8 +247,8 @@ class SharedIndexInformer(Generic[ObjT]):
         self._blocking = False
         self.callback_errors = 0
         self.deltas_processed = 0
-        self.log = structlog.get_logger("kinformer.informer").bind(
-            resource=str(list_watch.resource), namespace=list_watch.namespace or "")
+        self.log = get_logger("kinformer.informer", resource=str(list_watch.resource),
+                              namespace=list_watch.namespace or "")
 
     # -- state ----------------------------------------------------------------------------
 

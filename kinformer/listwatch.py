@@ -166,7 +166,8 @@ class ListWatch:
             try:
                 body = await response.read()
             except aiohttp.ClientError as exc:
-                raise WatchDroppedError(f"list of {self.resource} was cut: {exc}") from exc
+                raise WatchDroppedError(f"the connection closed before the list of {self.resource} was complete "
+                                        f"({type(exc).__name__})") from exc
             finally:
                 response.release()
             page = self._decode_list(body)
@@ -287,7 +288,8 @@ class WatchStream:
                     f"no data on the watch for {self._idle_timeout} s: treating the connection as dead"
                 ) from None
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
-                raise WatchDroppedError(f"watch connection dropped: {exc}") from exc
+                raise WatchDroppedError("watch connection closed by the server before the end of the stream "
+                                        f"({type(exc).__name__})") from exc
             if not chunk:
                 if self._buffer:
                     raise WatchDroppedError("watch ended in the middle of an event")

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeAlias
 
 import anyio
-import structlog
 from typing_extensions import TypeVar
 
+from kinformer._logging import get_logger
 from kinformer.clock import REAL_CLOCK, Clock
 from kinformer.errors import HandlerError, HandlerSignatureError, InvalidArgumentError
 from kinformer.objects import DeletedFinalStateUnknown, KubeObject, ObjT, meta_namespace_key
@@ -424,7 +424,7 @@ class Listener:
     ) -> None:
         self.handler = handler
         self.name = name or (handler.describe() if handler is not None else "events")
-        self.log = structlog.get_logger("kinformer.processor").bind(handler=self.name, resource=resource)
+        self.log = get_logger("kinformer.processor", handler=self.name, resource=resource)
         self.tracker = SyncTracker(upstream_synced)
         self.queue = PendingQueue(max_pending, overflow, self.log, self.tracker)
         self.requested_resync = requested_resync

@@ -32,7 +32,8 @@ The transitions (`transition`, tested as a table in tests/test_reflector_states.
     Watching       anything else (500, 401, 403, a resync error, ...)   BackingOff(relist at last RV)
     BackingOff     the wait is over                          `then`
 
-"Progress" is an event received, or a watch that lasted `short_watch` (1 s). "The relist"
+"Progress" is an event received (bookmarks count, as in client-go), or a watch that lasted
+`short_watch` (1 s). "The relist"
 is Listing("0") before the first sync, else Listing(last RV, NotOlderThan), or the
 StreamingList equivalent when streaming lists are on. Every list after a 410 / too-large
 error uses RV "" until one succeeds; the round after that goes back to the last synced RV.
@@ -67,8 +68,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
-import structlog
 
+from kinformer._logging import get_logger
 from kinformer.backoff import Backoff
 from kinformer.clock import REAL_CLOCK, Clock
 from kinformer.errors import (
@@ -330,8 +331,8 @@ class Reflector:
         self._failing_since: float | None = None
         self._consecutive_failures = 0
         self._last_progress: float | None = None
-        self.log = structlog.get_logger("kinformer.reflector").bind(
-            resource=str(list_watch.resource), namespace=list_watch.namespace or "")
+        self.log = get_logger("kinformer.reflector", resource=str(list_watch.resource),
+                              namespace=list_watch.namespace or "")
 
     def has_synced(self) -> bool:
         """True once the first list (or streaming list) has been handed to the store."""
@@ -481,7 +482,7 @@ class Reflector:
             self.stats.lists += 1
             self._session = self.store.start_replace()
         self._watch_started = self.clock.now()
-        self._events_before = self.stats.events
+        self._events_before = self.stats.events + self.stats.bookmarks
         async with self.list_watch.watch(state.resource_version, timeout, send_initial_events=initial,
                                          idle_timeout=idle) as stream:
             self.stats.watches += 1
@@ -494,7 +495,8 @@ class Reflector:
         return Ended(self._watch_progressed())
 
     def _watch_progressed(self) -> bool:
-        return (self.stats.events > self._events_before
+        # client-go counts every event, bookmarks included, before calling a watch "very short".
+        return (self.stats.events + self.stats.bookmarks > self._events_before
                 or self.clock.now() - self._watch_started >= self.config.short_watch)
 
     async def _apply(self, batch: list[Any]) -> None:
@@ -585,8 +587,10 @@ def log_watch_error(reflector: Reflector, exc: BaseException) -> None:
     rv = reflector.last_sync_resource_version
     if isinstance(exc, ExpiredError):
         log.info("resourceVersion expired (410); relisting", resource_version=rv)
-    elif isinstance(exc, WatchDroppedError | WatchIdleTimeoutError):
-        log.debug("watch connection closed; resuming", resource_version=rv, reason=type(exc).__name__)
+    elif isinstance(exc, WatchDroppedError):
+        log.info("watch connection closed by server; resuming", resource_version=rv)
+    elif isinstance(exc, WatchIdleTimeoutError):
+        log.info("watch silent past its idle timeout; reconnecting", resource_version=rv, error=str(exc))
     elif isinstance(exc, DecodeError):
         log.warning("undecodable watch data; resuming from the last good resourceVersion", error=str(exc),
                     resource_version=rv)

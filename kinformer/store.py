@@ -22,8 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import structlog
-
+from kinformer._logging import get_logger
 from kinformer.errors import IndexerConflictError, IndexFuncError, UserCallbackError
 from kinformer.objects import KeyFunc, meta_namespace_key, namespace
 
@@ -34,7 +33,6 @@ Indexers = Mapping[str, IndexFunc]
 
 NAMESPACE_INDEX = "namespace"
 
-_log = structlog.get_logger("kinformer.store")
 
 
 def namespace_index_func(obj: Any) -> list[str]:
@@ -152,7 +150,7 @@ class Indexer:
             if self.error_handler is not None:
                 self.error_handler(error)
             else:
-                _log.warning(str(error))
+                get_logger("kinformer.store").warning(str(error))
 
     def _update_indices(self, old: Any, new: Any, key: str) -> None:
         for name, func in self._indexers.items():

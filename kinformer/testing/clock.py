@@ -51,6 +51,21 @@ class FakeClock:
         """Wait (really) until `count` tasks are blocked in `sleep`."""
         await eventually(lambda: self.pending >= count, timeout)
 
+    async def advance_until(self, predicate: Callable[[], bool], step: float, timeout: float = 10.0) -> None:
+        """Let time pass as the code under test needs it, until `predicate()` holds.
+
+        Whenever the predicate is false and some task is blocked in `sleep`, time moves by
+        `step`. For tests whose path to a state may include a varying number of waits
+        (a backoff after a drop, or not, depending on what arrived first): a single
+        `advance()` would miss a sleep that starts after it. The predicate is checked
+        before each step, so time never moves past the moment it became true.
+        """
+        with anyio.fail_after(timeout):
+            while not predicate():
+                if self.pending:
+                    self.advance(step)
+                await anyio.sleep(0.002)
+
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.002) -> None:
     """Wait until `predicate()` is true; `TimeoutError` after `timeout` seconds.
