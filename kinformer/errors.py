@@ -23,7 +23,8 @@ KinformerError
 ├── SelectorError                a label/field selector does not parse; the message names the part
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
-└── ShutDownError                get() on a shut-down, drained work queue
+├── ShutDownError                get() on a shut-down, drained work queue
+└── QueueEmptyError              get_nowait() on a work queue with nothing ready
 ```
 
 Invariants:
@@ -257,3 +258,7 @@ class FIFOClosedError(KinformerError):
 
 class ShutDownError(KinformerError):
     """`get()` on a work queue that is shut down and has nothing left to hand out."""
+
+
+class QueueEmptyError(KinformerError):
+    """`get_nowait()` on a work queue that is running but has nothing ready to hand out."""
