@@ -268,26 +268,29 @@ class _UnfinishedWorkCollector:
             yield family
 
 
-_default_provider: MetricsProvider | None = None
+_installed: MetricsProvider | None = None
+_automatic: MetricsProvider | None = None
 
 
 def set_default_metrics_provider(provider: MetricsProvider | None) -> None:
     """The provider for queues created from now on without `metrics_provider=` (client-go's
     `SetProvider`, except that every call takes effect); `None` restores the automatic choice."""
-    global _default_provider
-    _default_provider = provider
+    global _installed
+    _installed = provider
 
 
 def default_metrics_provider() -> MetricsProvider:
-    """The installed default; else Prometheus on the global registry (created once) if
-    `prometheus_client` is importable; else the no-op provider."""
-    global _default_provider
-    if _default_provider is None:
+    """The installed default; else, chosen once per process, Prometheus on the global registry
+    if `prometheus_client` is importable, else the no-op provider."""
+    global _automatic
+    if _installed is not None:
+        return _installed
+    if _automatic is None:
         try:
-            _default_provider = PrometheusMetricsProvider()
+            _automatic = PrometheusMetricsProvider()
         except ImportError:
-            _default_provider = NOOP_METRICS_PROVIDER
-    return _default_provider
+            _automatic = NOOP_METRICS_PROVIDER
+    return _automatic
 
 
 class QueueMetrics(Generic[T]):
