@@ -4,6 +4,8 @@ Each scenario starts the replay server (its own process, pinned to the last core
 every contender in a fresh process (pinned to the first core): one warm-up run, then
 `--runs` measured runs; the table reports medians and ratios against baselines measured
 in this same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
+The work-queue scenario needs no server: kinformer's WorkQueue and client-go's
+util/workqueue (benchmarks/go/workqueue) run the same item pattern, each on the client core.
 """
 
 from __future__ import annotations

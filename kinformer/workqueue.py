@@ -64,8 +64,11 @@ informer event made the item run early and fail again) no longer push the delay 
 semantics: every `when` counts.
 
 Metrics (see `kinformer.metrics`): a queue with `name=""` records nothing. With a name, the
-provider (`metrics_provider=`, else the default) gets client-go's series. A queue without a
-recorder runs the plain methods: metrics cost it nothing per item, not even a check.
+provider (`metrics_provider=`, else the default) gets client-go's series. The choice is made
+once, at construction: a recording queue has recording versions of `add`, `get`, `get_nowait`
+and `done` installed on the instance, so a queue without a recorder runs the plain methods and
+metrics cost it nothing per item (only `__anext__`, which as a dunder cannot be shadowed per
+instance, tests one attribute per item).
 """
 
 from __future__ import annotations
