@@ -3,8 +3,9 @@
     python -m benchmarks.contenders <scenario> --url URL [options]
 
 Scenarios: watch-kinformer, watch-typed, watch-limit, sync-kinformer, memory-kinformer,
-relist-kinformer, fanout-kinformer. (client-go's are in benchmarks/go.) Each runs in a fresh
-process so RSS figures belong to it alone.
+relist-kinformer, fanout-kinformer, workqueue-kinformer, workqueue-asyncio (these two need no
+--url). (client-go's are in benchmarks/go.) Each runs in a fresh process so RSS figures belong
+to it alone.
 """
 
 from __future__ import annotations
@@ -255,21 +256,129 @@ async def fanout_kinformer(args: argparse.Namespace) -> dict[str, Any]:
             "slow_peak_backlog": slow_stats.peak_backlog if slow_stats else None}
 
 
+def _workqueue_keys(n: int) -> tuple[list[str], dict[str, str]]:
+    names = [f"default/pod-{i}" for i in range(n)]
+    return names, {name: names[(i + n // 2) % n] for i, name in enumerate(names)}
+
+
+async def workqueue_kinformer(args: argparse.Namespace) -> dict[str, Any]:
+    """The item pattern of benchmarks/go/workqueue: the queue seeded with `keys` distinct keys,
+    `workers` tasks each looping get → done → add(key) (no duplicates), or get → add(key) →
+    add(other key) → done (--dups: a re-add while processing, and an add that collapses),
+    until `ops` items were processed; then shut_down() and the workers drain the queue."""
+    from kinformer import ShutDownError, WorkQueue
+
+    provider = None
+    if args.metrics:
+        from prometheus_client import CollectorRegistry
+
+        from kinformer import PrometheusMetricsProvider
+
+        provider = PrometheusMetricsProvider(CollectorRegistry())
+    names, other = _workqueue_keys(args.keys)
+    q: WorkQueue[str] = WorkQueue("bench" if args.metrics else "", metrics_provider=provider)
+    for name in names:
+        q.add(name)
+    processed = 0
+    ops, dups = args.ops, args.dups
+
+    async def worker() -> None:
+        nonlocal processed
+        get, add, done = q.get, q.add, q.done
+        while True:
+            try:
+                key = await get()
+            except ShutDownError:
+                return
+            processed += 1
+            if dups:
+                add(key)
+                add(other[key])
+                done(key)
+            else:
+                done(key)
+                add(key)
+            if processed == ops:
+                q.shut_down()
+
+    async def idiomatic_worker() -> None:
+        nonlocal processed
+        add = q.add
+        async for key in q:
+            with q.processing(key):
+                processed += 1
+                if dups:
+                    add(key)
+                    add(other[key])
+                if processed == ops:
+                    q.shut_down()
+            if not dups:
+                add(key)
+
+    body = idiomatic_worker if args.idiomatic else worker
+    gc.collect()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    await asyncio.gather(*(body() for _ in range(args.workers)))
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    return {"items": processed, "seconds": elapsed, "items_per_s": processed / elapsed,
+            "cpu_ns_per_item": cpu / processed * 1e9}
+
+
+async def workqueue_asyncio(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor: asyncio.Queue under the same loop (get, then put the key back), with none of
+    a work queue's semantics (no dedup, no processing set)."""
+    names, _ = _workqueue_keys(args.keys)
+    q: asyncio.Queue[str] = asyncio.Queue()
+    for name in names:
+        q.put_nowait(name)
+    processed = 0
+    ops = args.ops
+    stop = False
+
+    async def worker() -> None:
+        nonlocal processed, stop
+        get, put = q.get, q.put_nowait
+        while not stop:
+            key = await get()
+            processed += 1
+            put(key)
+            if processed >= ops:
+                stop = True
+
+    gc.collect()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(args.workers)))
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    return {"items": processed, "seconds": elapsed, "items_per_s": processed / elapsed,
+            "cpu_ns_per_item": cpu / processed * 1e9}
+
+
 SCENARIOS = {
     "watch-kinformer": watch_kinformer, "watch-typed": watch_typed, "watch-limit": watch_limit,
     "watch-parse-into-dict": watch_parse_into_dict,
     "sync-kinformer": sync_kinformer, "relist-kinformer": relist_kinformer, "fanout-kinformer": fanout_kinformer,
+    "workqueue-kinformer": workqueue_kinformer, "workqueue-asyncio": workqueue_asyncio,
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--url", default="")
     parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--handlers", type=int, default=1)
     parser.add_argument("--slow", action="store_true")
     parser.add_argument("--keep-managed-fields", action="store_true")
+    parser.add_argument("--ops", type=int, default=1_000_000)
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--dups", action="store_true")
+    parser.add_argument("--idiomatic", action="store_true", help="workers use async for + processing()")
+    parser.add_argument("--metrics", action="store_true", help="a named queue with Prometheus metrics")
     args = parser.parse_args()
     import structlog
 

@@ -4,6 +4,8 @@ Each scenario starts the replay server (its own process, pinned to the last core
 every contender in a fresh process (pinned to the first core): one warm-up run, then
 `--runs` measured runs; the table reports medians and ratios against baselines measured
 in this same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
+The work-queue scenario needs no server: kinformer's WorkQueue and client-go's
+util/workqueue (benchmarks/go/workqueue) run the same item pattern, each on the client core.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GO_DIR = HERE / "go"
 GO_BIN = HERE / ".build" / "informer-bench"
+GO_WORKQUEUE_BIN = HERE / ".build" / "workqueue-bench"
 CPUS = sorted(os.sched_getaffinity(0))
 CLIENT_CPUS = {CPUS[0]}
 SERVER_CPUS = {CPUS[-1]}
@@ -35,12 +38,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_go_peer() -> str:
-    if GO_BIN.exists() and GO_BIN.stat().st_mtime > max(p.stat().st_mtime for p in GO_DIR.iterdir()):
+def build_go_peer(package: str = ".", binary: Path = GO_BIN) -> str:
+    """Build one main package of the benchmarks/go module (cached while its sources are older)."""
+    sources = [*(GO_DIR / package).glob("*.go"), GO_DIR / "go.mod", GO_DIR / "go.sum"]
+    if binary.exists() and binary.stat().st_mtime > max(p.stat().st_mtime for p in sources):
         return "cached"
-    log("building the client-go peer (benchmarks/go)")
-    GO_BIN.parent.mkdir(exist_ok=True)
-    subprocess.run(["go", "build", "-mod=mod", "-trimpath", "-o", str(GO_BIN), "."], cwd=GO_DIR, check=True)
+    log(f"building the client-go peer (benchmarks/go/{package})")
+    binary.parent.mkdir(exist_ok=True)
+    subprocess.run(["go", "build", "-mod=mod", "-trimpath", "-o", str(binary), f"./{package}"], cwd=GO_DIR,
+                   check=True)
     return "built"
 
 
@@ -178,6 +184,30 @@ def scenario_fanout(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["fanout"] = out
 
 
+def scenario_workqueue(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """client-go's util/workqueue against kinformer's WorkQueue on one core each, same item
+    pattern (see benchmarks/go/workqueue): seeded with `keys` distinct keys, `workers`
+    workers loop get/done/add until `ops` items are processed; with and without duplicates."""
+    build_go_peer("workqueue", GO_WORKQUEUE_BIN)
+    pattern = ["--ops", str(args.wq_ops), "--keys", "1000", "--workers", "8"]
+    go_pattern = ["-ops", str(args.wq_ops), "-keys", "1000", "-workers", "8"]
+    log(f"work queue: {args.wq_ops} items, 1000 keys, 8 workers, without and with duplicates")
+    out: dict[str, Any] = {"ops": args.wq_ops, "keys": 1000, "workers": 8}
+    for mode, dups in (("distinct", []), ("duplicates", ["--dups"])):
+        out[mode] = {
+            "client-go workqueue": measure([str(GO_WORKQUEUE_BIN), *go_pattern, *(["-dups"] if dups else [])],
+                                           args.runs),
+            "kinformer WorkQueue": measure(python("workqueue-kinformer", "", *pattern, *dups), args.runs),
+            "kinformer, async for + processing()": measure(
+                python("workqueue-kinformer", "", *pattern, *dups, "--idiomatic"), args.runs),
+            "kinformer, Prometheus metrics on": measure(
+                python("workqueue-kinformer", "", *pattern, *dups, "--metrics"), args.runs),
+        }
+    out["distinct"]["asyncio.Queue (floor: no dedup, no processing set)"] = measure(
+        python("workqueue-asyncio", "", *pattern), args.runs)
+    results["workqueue"] = out
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
@@ -231,7 +261,23 @@ def markdown(results: dict[str, Any]) -> str:
                        [[name, f"{r['events_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
                          f"{min(s['p99_ms'] for s in r['samples']):.1f}-{max(s['p99_ms'] for s in r['samples']):.1f}"]
                         for name, r in f.items()])
-    lines += ["## 6. Work queue", "", "Not measured: kinformer has no work queue yet.", ""]
+    wq = results.get("workqueue")
+    if wq:
+        go_distinct = wq["distinct"]["client-go workqueue"]["items_per_s"]
+        go_dups = wq["duplicates"]["client-go workqueue"]["items_per_s"]
+        rows = []
+        for name, r in wq["distinct"].items():
+            d = wq["duplicates"].get(name)
+            rows.append([name, f"{r['items_per_s']:,.0f}", ratio(r["items_per_s"], go_distinct),
+                         f"{1e9 / r['items_per_s']:,.0f}",
+                         f"{d['items_per_s']:,.0f}" if d else "n/a",
+                         ratio(d["items_per_s"], go_dups) if d else "n/a"])
+        lines += table(f"## 6. Work queue ({wq['keys']:,} keys, {wq['workers']} workers, {wq['ops']:,} items; "
+                       "one core each; an item = get + done + add)",
+                       ["contender", "items/s", "vs client-go", "ns/item", "items/s with duplicates",
+                        "vs client-go"], rows)
+    else:
+        lines += ["## 6. Work queue", "", "Not measured in this run.", ""]
     return "\n".join(lines)
 
 
@@ -240,7 +286,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--sync-sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--only", nargs="*", default=["watch", "sync", "relist", "fanout"])
+    parser.add_argument("--wq-ops", type=int, default=1_000_000, help="items processed per work-queue run")
+    parser.add_argument("--only", nargs="*", default=["watch", "sync", "relist", "fanout", "workqueue"])
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--merge", action="store_true",
                         help="re-run only --only scenarios and merge them into the existing results file")
@@ -252,7 +299,8 @@ def main() -> None:
         print(table_text)
         return
     started = time.time()
-    go_peer = build_go_peer()
+    # The informer peer takes minutes to build on a fresh machine; only its scenarios need it.
+    go_peer = build_go_peer() if {"watch", "sync", "relist"} & set(args.only) else "not needed"
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": args.runs,
                                "machine": machine(), "parameters": vars(args) | {"go_peer": go_peer}}
     if args.merge and Path(args.out).exists():
@@ -260,7 +308,8 @@ def main() -> None:
         previous.setdefault("merged", []).append({"date": results["date"], "only": args.only})
         results = previous | {"machine": results["machine"]}
     steps: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
-        "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout}
+        "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout,
+        "workqueue": scenario_workqueue}
     for name in args.only:
         steps[name](args, results)
     results["wall_seconds"] = round(time.time() - started, 1)

@@ -19,7 +19,9 @@ from kinformer.errors import (
     KeyFuncError,
     KinformerError,
     NotFoundError,
+    QueueEmptyError,
     SelectorError,
+    ShutDownError,
     StoppedError,
     TooLargeResourceVersionError,
     TooManyRequestsError,
@@ -40,20 +42,33 @@ from kinformer.informer import (
 )
 from kinformer.lister import Lister, TypedLister
 from kinformer.listwatch import ListWatch
+from kinformer.metrics import MetricsProvider, PrometheusMetricsProvider
 from kinformer.objects import DeletedFinalStateUnknown, KubeObject, meta_namespace_key, split_key
 from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, OnUpdate
+from kinformer.ratelimit import (
+    BucketRateLimiter,
+    ItemExponentialFailureRateLimiter,
+    ItemFastSlowRateLimiter,
+    MaxOfRateLimiter,
+    RateLimiter,
+    WithMaxWaitRateLimiter,
+    default_controller_rate_limiter,
+)
 from kinformer.reflector import Reflector, ReflectorConfig, ReflectorHealth, ReflectorStats
 from kinformer.resources import Resource
 from kinformer.selectors import FieldSelector, LabelSelector
 from kinformer.store import NAMESPACE_INDEX, Indexer, namespace_index_func
 from kinformer.typed import to_model
+from kinformer.workqueue import DelayingQueue, RateLimitingQueue, WorkQueue
 
 __all__ = [
     "NAMESPACE_INDEX",
     "AlreadyStartedError",
     "ApiError",
     "Backoff",
+    "BucketRateLimiter",
     "CacheSyncTimeoutError",
+    "DelayingQueue",
     "DeletedFinalStateUnknown",
     "Delta",
     "DeltaFIFO",
@@ -73,16 +88,24 @@ __all__ = [
     "Indexer",
     "InformerFactory",
     "InformerHealth",
+    "ItemExponentialFailureRateLimiter",
+    "ItemFastSlowRateLimiter",
     "KeyFuncError",
     "KinformerError",
     "KubeObject",
     "LabelSelector",
     "ListWatch",
     "Lister",
+    "MaxOfRateLimiter",
+    "MetricsProvider",
     "NotFoundError",
     "OnAdd",
     "OnDelete",
     "OnUpdate",
+    "PrometheusMetricsProvider",
+    "QueueEmptyError",
+    "RateLimiter",
+    "RateLimitingQueue",
     "Reflector",
     "ReflectorConfig",
     "ReflectorHealth",
@@ -90,6 +113,7 @@ __all__ = [
     "Resource",
     "SelectorError",
     "SharedIndexInformer",
+    "ShutDownError",
     "StoppedError",
     "SyncResult",
     "TooLargeResourceVersionError",
@@ -99,6 +123,9 @@ __all__ = [
     "TypedLister",
     "UnauthorizedError",
     "UserCallbackError",
+    "WithMaxWaitRateLimiter",
+    "WorkQueue",
+    "default_controller_rate_limiter",
     "meta_namespace_key",
     "namespace_index_func",
     "split_key",

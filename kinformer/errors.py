@@ -28,6 +28,7 @@ KinformerError
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
 ├── CacheSyncTimeoutError        wait_for_cache_sync(raise_on_timeout=True) ran out (a TimeoutError too)
 ├── ShutDownError                get() on a shut-down, drained work queue
+├── QueueEmptyError              get_nowait() on a work queue with nothing ready
 └── MissingExtraError            a feature's optional package is not installed (also an ImportError)
 ```
 
@@ -294,3 +295,5 @@ class MissingExtraError(KinformerError, ImportError):
         super().__init__(f"{feature} needs {package}, which is not installed; it comes with "
                          f"kinformer's '{extra}' extra: pip install 'kinformer[{extra}]'", name=package)
         self.feature, self.package, self.extra = feature, package, extra
+class QueueEmptyError(KinformerError):
+    """`get_nowait()` on a work queue that is running but has nothing ready to hand out."""

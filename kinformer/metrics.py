@@ -1,0 +1,426 @@
+"""Work-queue metrics with client-go's names, through a pluggable provider.
+
+The series are controller-runtime's (`pkg/metrics/workqueue.go`), so existing dashboards and
+alerts work unchanged:
+
+| series | type | labels | recorded |
+|---|---|---|---|
+| `workqueue_depth` | gauge | name, controller, priority | +1 when an item becomes dirty, -1 when it is handed out |
+| `workqueue_adds_total` | counter | name, controller | each `add` that was not a duplicate |
+| `workqueue_queue_duration_seconds` | histogram | name, controller | first add → handed out |
+| `workqueue_work_duration_seconds` | histogram | name, controller | handed out → `done` |
+| `workqueue_unfinished_work_seconds` | gauge | name, controller | sum of the ages of items being processed |
+| `workqueue_longest_running_processor_seconds` | gauge | name, controller | age of the oldest item being processed |
+| `workqueue_retries_total` | counter | name, controller | each `add_after` / `add_rate_limited` that was not ignored |
+
+`controller` carries the queue's name (as in controller-runtime, where a queue is named after
+its controller); `priority` is always `""` (no priority queue). Histogram buckets are Go's
+`prometheus.ExponentialBuckets(10e-9, 10, 12)`, computed the same way (1e-08 … 1000), so the
+`le` labels are the same strings. All durations are measured on the queue's injected clock.
+
+Providers:
+
+- `MetricsProvider` is client-go's interface (`NewDepthMetric`, `NewAddsMetric`, ...), one
+  factory per series taking the queue's name; implement it to plug in another metrics library.
+- `PrometheusMetricsProvider(registry=None)` registers the series in a `prometheus_client`
+  registry (the global one by default; tests pass a private `CollectorRegistry`). The two
+  "unfinished" gauges are computed when the registry is scraped, from the queues still alive:
+  no task, no timer. Needs the `metrics` extra (`pip install 'kinformer[metrics]'`).
+- `NOOP_METRICS_PROVIDER` records nothing.
+- A queue created without `metrics_provider=` uses `default_metrics_provider()`:
+  what `set_default_metrics_provider` installed, else Prometheus on the global registry if
+  `prometheus_client` is importable, else the no-op provider. It is resolved once, when a
+  named queue is constructed.
+
+A queue whose name is `""`, or whose provider is the no-op one, records nothing and pays
+nothing per item: it gets no recorder at all, so its hot path has no metrics code in it.
+With any other provider, gauges that are not refreshed on scrape are refreshed by
+`await queue.run_metrics_updater()` (client-go's 500 ms loop), run in a task group the caller
+owns.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from bisect import bisect_left
+from collections.abc import Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from kinformer.clock import Clock, RealClock
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+T = TypeVar("T", bound=Hashable)
+
+DEPTH = "workqueue_depth"
+ADDS = "workqueue_adds_total"
+QUEUE_DURATION = "workqueue_queue_duration_seconds"
+WORK_DURATION = "workqueue_work_duration_seconds"
+UNFINISHED_WORK = "workqueue_unfinished_work_seconds"
+LONGEST_RUNNING_PROCESSOR = "workqueue_longest_running_processor_seconds"
+RETRIES = "workqueue_retries_total"
+
+
+def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
+    """Go's `prometheus.ExponentialBuckets`: each bound the previous times `factor`
+    (repeated multiplication, not powers, so the floats are bit-identical to Go's)."""
+    buckets = [start]
+    for _ in range(count - 1):
+        buckets.append(buckets[-1] * factor)
+    return buckets
+
+
+BUCKETS = tuple(exponential_buckets(10e-9, 10, 12))
+
+# The `le` label values client_golang writes (Go's FormatFloat(b, 'g', -1, 64)): for bounds
+# between 1e-8 and 1e3 that is Python's repr without a trailing ".0" ("1", not "1.0").
+_LE_LABELS = [*(repr(b).removesuffix(".0") for b in BUCKETS), "+Inf"]
+
+
+class GaugeMetric(Protocol):
+    def inc(self) -> None: ...
+    def dec(self) -> None: ...
+
+
+class SettableGaugeMetric(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class CounterMetric(Protocol):
+    def inc(self) -> None: ...
+
+
+class HistogramMetric(Protocol):
+    def observe(self, value: float) -> None: ...
+
+
+class MetricsProvider(Protocol):
+    """client-go's `MetricsProvider`: one factory per series, each given the queue's name."""
+
+    def new_depth_metric(self, name: str) -> GaugeMetric: ...
+    def new_adds_metric(self, name: str) -> CounterMetric: ...
+    def new_latency_metric(self, name: str) -> HistogramMetric: ...
+    def new_work_duration_metric(self, name: str) -> HistogramMetric: ...
+    def new_unfinished_work_seconds_metric(self, name: str) -> SettableGaugeMetric: ...
+    def new_longest_running_processor_seconds_metric(self, name: str) -> SettableGaugeMetric: ...
+    def new_retries_metric(self, name: str) -> CounterMetric: ...
+
+
+@runtime_checkable
+class ScrapeRefreshingProvider(Protocol):
+    """Optional extension: the provider calls `refresh` before each scrape, so gauges that
+    change by themselves (the unfinished-work ones) need no updater task. `refresh` is held
+    weakly: a queue that is garbage-collected stops being refreshed."""
+
+    def refresh_on_scrape(self, refresh: Callable[[], None]) -> None: ...
+
+
+class _Noop:
+    __slots__ = ()
+
+    def inc(self) -> None:
+        return None
+
+    def dec(self) -> None:
+        return None
+
+    def set(self, value: float) -> None:
+        return None
+
+    def observe(self, value: float) -> None:
+        return None
+
+
+_NOOP = _Noop()
+
+
+class NoopMetricsProvider:
+    """Records nothing; a queue given it gets no recorder at all."""
+
+    def new_depth_metric(self, name: str) -> GaugeMetric:
+        return _NOOP
+
+    def new_adds_metric(self, name: str) -> CounterMetric:
+        return _NOOP
+
+    def new_latency_metric(self, name: str) -> HistogramMetric:
+        return _NOOP
+
+    def new_work_duration_metric(self, name: str) -> HistogramMetric:
+        return _NOOP
+
+    def new_unfinished_work_seconds_metric(self, name: str) -> SettableGaugeMetric:
+        return _NOOP
+
+    def new_longest_running_processor_seconds_metric(self, name: str) -> SettableGaugeMetric:
+        return _NOOP
+
+    def new_retries_metric(self, name: str) -> CounterMetric:
+        return _NOOP
+
+
+NOOP_METRICS_PROVIDER = NoopMetricsProvider()
+
+
+class _Value:
+    """A counter or gauge child: a plain float the collector reads at scrape time."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self) -> None:
+        self.value += 1.0
+
+    def dec(self) -> None:
+        self.value -= 1.0
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class _Histogram:
+    """A histogram child: per-bucket counts (the last is +Inf) and the sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # Go's buckets are upper-inclusive (`le`): bisect_left finds the first bound >= value.
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+
+
+_HELP = {
+    DEPTH: "Current depth of workqueue by workqueue and priority",
+    ADDS: "Total number of adds handled by workqueue",
+    QUEUE_DURATION: "How long in seconds an item stays in workqueue before being requested",
+    WORK_DURATION: "How long in seconds processing an item from workqueue takes.",
+    UNFINISHED_WORK: "How many seconds of work has been done that is in progress and hasn't been observed by "
+    "work_duration. Large values indicate stuck threads. One can deduce the number of stuck threads by "
+    "observing the rate at which this increases.",
+    LONGEST_RUNNING_PROCESSOR: "How many seconds has the longest running processor for workqueue been running.",
+    RETRIES: "Total number of retries handled by workqueue",
+}
+
+
+class PrometheusMetricsProvider:
+    """The client-go / controller-runtime series in a `prometheus_client` registry.
+
+    The children are plain Python numbers kept per queue name (two queues with one name
+    share them, like Go's `WithLabelValues`), exported by one custom collector at scrape
+    time: recording an item costs a few attribute updates, not `prometheus_client`'s locked
+    metric objects (about ten times cheaper per item). A scrape from another thread (the
+    `prometheus_client` HTTP server) reads them without locks: each value is read whole
+    under the GIL, and a histogram's sum may lag its counts by the observation in flight.
+    One provider per registry (a second would register the same series twice).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        try:
+            import prometheus_client
+        except ImportError as exc:
+            raise ImportError(
+                "PrometheusMetricsProvider needs prometheus_client: pip install 'kinformer[metrics]'"
+            ) from exc
+        self.registry = registry if registry is not None else prometheus_client.REGISTRY
+        self._values: dict[str, dict[str, _Value]] = {
+            DEPTH: {}, ADDS: {}, UNFINISHED_WORK: {}, LONGEST_RUNNING_PROCESSOR: {}, RETRIES: {}}
+        self._histograms: dict[str, dict[str, _Histogram]] = {QUEUE_DURATION: {}, WORK_DURATION: {}}
+        self._refreshers: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self.registry.register(_Collector(self))
+
+    def _value(self, series: str, name: str) -> _Value:
+        return self._values[series].setdefault(name, _Value())
+
+    def _histogram(self, series: str, name: str) -> _Histogram:
+        return self._histograms[series].setdefault(name, _Histogram())
+
+    def new_depth_metric(self, name: str) -> GaugeMetric:
+        return self._value(DEPTH, name)
+
+    def new_adds_metric(self, name: str) -> CounterMetric:
+        return self._value(ADDS, name)
+
+    def new_latency_metric(self, name: str) -> HistogramMetric:
+        return self._histogram(QUEUE_DURATION, name)
+
+    def new_work_duration_metric(self, name: str) -> HistogramMetric:
+        return self._histogram(WORK_DURATION, name)
+
+    def new_unfinished_work_seconds_metric(self, name: str) -> SettableGaugeMetric:
+        return self._value(UNFINISHED_WORK, name)
+
+    def new_longest_running_processor_seconds_metric(self, name: str) -> SettableGaugeMetric:
+        return self._value(LONGEST_RUNNING_PROCESSOR, name)
+
+    def new_retries_metric(self, name: str) -> CounterMetric:
+        return self._value(RETRIES, name)
+
+    def refresh_on_scrape(self, refresh: Callable[[], None]) -> None:
+        self._refreshers.append(weakref.WeakMethod(refresh))
+
+    def _refresh(self) -> None:
+        alive = []
+        for ref in self._refreshers:
+            refresh = ref()
+            if refresh is not None:
+                refresh()
+                alive.append(ref)
+        self._refreshers = alive
+
+
+class _Collector:
+    """Exports a provider's children as the seven families (a `prometheus_client` collector)."""
+
+    def __init__(self, provider: PrometheusMetricsProvider) -> None:
+        self._provider = provider
+
+    def describe(self) -> list[Any]:
+        return list(self._families())
+
+    def collect(self) -> Iterator[Any]:
+        self._provider._refresh()
+        return self._families()
+
+    def _families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        values, histograms = self._provider._values, self._provider._histograms
+        labels = ["name", "controller"]
+        depth = GaugeMetricFamily(DEPTH, _HELP[DEPTH], labels=[*labels, "priority"])
+        for name, child in list(values[DEPTH].items()):
+            depth.add_metric([name, name, ""], child.value)
+        yield depth
+        adds = CounterMetricFamily(ADDS, _HELP[ADDS], labels=labels)
+        for name, child in list(values[ADDS].items()):
+            adds.add_metric([name, name], child.value)
+        yield adds
+        bounds = _LE_LABELS
+        for series in (QUEUE_DURATION, WORK_DURATION):
+            family = HistogramMetricFamily(series, _HELP[series], labels=labels)
+            for name, hist in list(histograms[series].items()):
+                counts, total, cumulative = list(hist.counts), hist.sum, []
+                running = 0
+                for bound, count in zip(bounds, counts, strict=True):
+                    running += count
+                    cumulative.append((bound, float(running)))
+                family.add_metric([name, name], cumulative, total)
+            yield family
+        for series in (UNFINISHED_WORK, LONGEST_RUNNING_PROCESSOR):
+            gauge = GaugeMetricFamily(series, _HELP[series], labels=labels)
+            for name, child in list(values[series].items()):
+                gauge.add_metric([name, name], child.value)
+            yield gauge
+        retries = CounterMetricFamily(RETRIES, _HELP[RETRIES], labels=labels)
+        for name, child in list(values[RETRIES].items()):
+            retries.add_metric([name, name], child.value)
+        yield retries
+
+
+_installed: MetricsProvider | None = None
+_automatic: MetricsProvider | None = None
+
+
+def set_default_metrics_provider(provider: MetricsProvider | None) -> None:
+    """The provider for queues created from now on without `metrics_provider=` (client-go's
+    `SetProvider`, except that every call takes effect); `None` restores the automatic choice."""
+    global _installed
+    _installed = provider
+
+
+def default_metrics_provider() -> MetricsProvider:
+    """The installed default; else, chosen once per process, Prometheus on the global registry
+    if `prometheus_client` is importable, else the no-op provider."""
+    global _automatic
+    if _installed is not None:
+        return _installed
+    if _automatic is None:
+        try:
+            _automatic = PrometheusMetricsProvider()
+        except ImportError:
+            _automatic = NOOP_METRICS_PROVIDER
+    return _automatic
+
+
+class QueueMetrics(Generic[T]):
+    """One queue's recorder (client-go's `defaultQueueMetrics`); the queue calls it only
+    when metrics are on. Add times are kept per item from its first add until it is handed
+    out, start times from hand-out until `done`."""
+
+    __slots__ = ("__weakref__", "_add_times", "_adds", "_depth", "_latency", "_longest", "_now",
+                 "_start_times", "_unfinished", "_work")
+
+    def __init__(self, provider: MetricsProvider, name: str, clock: Clock) -> None:
+        # RealClock.now is time.monotonic(); calling the C function directly saves a frame per call.
+        self._now: Callable[[], float] = time.monotonic if type(clock) is RealClock else clock.now
+        self._depth = provider.new_depth_metric(name)
+        self._adds = provider.new_adds_metric(name)
+        self._latency = provider.new_latency_metric(name)
+        self._work = provider.new_work_duration_metric(name)
+        self._unfinished = provider.new_unfinished_work_seconds_metric(name)
+        self._longest = provider.new_longest_running_processor_seconds_metric(name)
+        self._add_times: dict[T, float] = {}
+        self._start_times: dict[T, float] = {}
+        if isinstance(provider, ScrapeRefreshingProvider):
+            provider.refresh_on_scrape(self.update_unfinished_work)
+
+    def add(self, item: T) -> None:
+        self._adds.inc()
+        self._depth.inc()
+        if item not in self._add_times:
+            self._add_times[item] = self._now()
+
+    def merged(self) -> None:
+        """Two adds of one item ended up as one queued entry (a hand-out was undone)."""
+        self._depth.dec()
+
+    def get(self, item: T) -> None:
+        now = self._now()
+        self._depth.dec()
+        self._start_times[item] = now
+        added = self._add_times.pop(item, None)
+        if added is not None:
+            self._latency.observe(now - added)
+
+    def done(self, item: T) -> None:
+        started = self._start_times.pop(item, None)
+        if started is not None:
+            self._work.observe(self._now() - started)
+
+    def update_unfinished_work(self) -> None:
+        now = self._now()
+        total = oldest = 0.0
+        # tuple() copies in one C call: a scrape thread never sees the dict change under it.
+        for started in tuple(self._start_times.values()):
+            age = now - started
+            total += age
+            oldest = max(oldest, age)
+        self._unfinished.set(total)
+        self._longest.set(oldest)
+
+
+def queue_metrics(provider: MetricsProvider | None, name: str, clock: Clock) -> QueueMetrics[Any] | None:
+    """The recorder for a queue, or None when nothing is to be recorded (no name, no-op provider)."""
+    if not name:
+        return None
+    provider = provider if provider is not None else default_metrics_provider()
+    if isinstance(provider, NoopMetricsProvider):
+        return None
+    return QueueMetrics(provider, name, clock)
+
+
+def retry_metric(provider: MetricsProvider | None, name: str) -> CounterMetric | None:
+    """The retries counter for a delaying queue, or None when nothing is to be recorded."""
+    if not name:
+        return None
+    provider = provider if provider is not None else default_metrics_provider()
+    if isinstance(provider, NoopMetricsProvider):
+        return None
+    return provider.new_retries_metric(name)
