@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args))
         except KeyboardInterrupt:
             return 0
-    from kinformer.testing.server import main as server_main
+    from kinformer.testing._cli import main as server_main
 
     server_main(args.rest)
     return 0

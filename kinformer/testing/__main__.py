@@ -1,3 +1,3 @@
-from kinformer.testing.server import main
+from kinformer.testing._cli import main
 
 main()

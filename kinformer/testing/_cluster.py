@@ -2,7 +2,9 @@
 
 Invariants:
 - Every write bumps the one global counter and appends exactly one event, so the event
-  with resourceVersion `r` is `events[r - first_rv]` (O(1) resume).
+  with resourceVersion `r` is `events[r - first_rv]` (O(1) resume). Each write, and
+  `wake()`, sets `changed` (an `asyncio.Event`) and replaces it with a fresh one, so a
+  watch waiting on `changed` wakes once and then sees the new state.
 - `floor` is the newest RV that can no longer be resumed from: a watch or list at an RV
   below it gets 410. Trimming history or `compact()` raises it.
 - Objects are stored whole (with kind/apiVersion); the HTTP layer strips TypeMeta from
@@ -14,7 +16,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import copy
 import datetime
 import uuid
@@ -23,18 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kinformer.resources import BUILTIN_RESOURCES, Resource
-
-Obj = dict[str, Any]
-
-
-class ClusterError(Exception):
-    """A write the API server would refuse; carries the HTTP code and Status reason."""
-
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
+from kinformer.testing._wire import Obj, StatusError
 
 
 @dataclass(slots=True)
@@ -110,18 +100,22 @@ class Cluster:
     def info(self, resource: Resource) -> ResourceInfo:
         info = self.resources.get(resource)
         if info is None:
-            raise ClusterError(404, "NotFound", f"the server could not find the requested resource ({resource})")
+            raise StatusError(404, "NotFound", f"the server could not find the requested resource ({resource})")
         return info
 
     # -- writes ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Wake every task waiting on `changed` (a fault or a compaction changed what it sees)."""
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
 
     def _append(self, resource: Resource, kind: str, obj: Obj, old: Obj | None) -> None:
         self.events.append(Event(self.rv, resource, kind, obj, old))
         if len(self.events) > self.history_size * 2:
             self.trim()
         self._snapshot_cache.clear()
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+        self.wake()
 
     def trim(self) -> None:
         """Keep only the last `history_size` events; older RVs become 410."""
@@ -132,11 +126,12 @@ class Cluster:
             self.first_rv = self.events[0].rv if self.events else self.rv + 1
 
     def compact(self) -> None:
-        """Forget all history: every RV before now is 410 Gone."""
+        """Forget all history: every RV before now is 410 Gone (open watches find out now)."""
         self.events.clear()
         self.floor = self.rv
         self.first_rv = self.rv + 1
         self._snapshot_cache.clear()
+        self.wake()
 
     def _next_rv(self) -> str:
         self.rv += 1
@@ -148,25 +143,25 @@ class Cluster:
             return None
         ns = namespace or meta.get("namespace") or "default"
         if meta.get("namespace") and namespace and meta["namespace"] != namespace:
-            raise ClusterError(400, "BadRequest", "the namespace of the provided object does not match "
+            raise StatusError(400, "BadRequest", "the namespace of the provided object does not match "
                                "the namespace sent on the request")
         return str(ns)
 
     def create(self, resource: Resource, obj: Obj, namespace: str | None = None) -> Obj:
         info = self.info(resource)
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
-            raise ClusterError(400, "BadRequest", "object has no metadata")
+            raise StatusError(400, "BadRequest", "object has no metadata")
         meta_in = obj["metadata"]
         name = meta_in.get("name")
         if not name and meta_in.get("generateName"):
             name = f"{meta_in['generateName']}{uuid.uuid4().hex[:5]}"
         if not name:
-            raise ClusterError(422, "Invalid", f"{resource.kind} \"\" is invalid: metadata.name: Required value: "
+            raise StatusError(422, "Invalid", f"{resource.kind} \"\" is invalid: metadata.name: Required value: "
                                "name or generateName is required")
         ns = self._namespace_for(resource, obj, namespace)
         key = object_key(ns, name)
         if key in info.objects:
-            raise ClusterError(409, "AlreadyExists", f"{resource.plural} \"{name}\" already exists")
+            raise StatusError(409, "AlreadyExists", f"{resource.plural} \"{name}\" already exists")
         new = copy.deepcopy(obj)
         new["apiVersion"] = resource.api_version
         new["kind"] = resource.kind
@@ -189,7 +184,7 @@ class Cluster:
         info = self.info(resource)
         obj = info.objects.get(object_key(namespace if resource.namespaced else None, name))
         if obj is None:
-            raise ClusterError(404, "NotFound", f"{resource.plural} \"{name}\" not found")
+            raise StatusError(404, "NotFound", f"{resource.plural} \"{name}\" not found")
         return obj
 
     def update(self, resource: Resource, obj: Obj, namespace: str | None = None) -> Obj:
@@ -200,10 +195,10 @@ class Cluster:
         key = object_key(ns, name)
         old = info.objects.get(key)
         if old is None:
-            raise ClusterError(404, "NotFound", f"{resource.plural} \"{name}\" not found")
+            raise StatusError(404, "NotFound", f"{resource.plural} \"{name}\" not found")
         want_rv = meta_in.get("resourceVersion")
         if want_rv and want_rv != old["metadata"]["resourceVersion"]:
-            raise ClusterError(409, "Conflict", f"Operation cannot be fulfilled on {resource.plural} \"{name}\": "
+            raise StatusError(409, "Conflict", f"Operation cannot be fulfilled on {resource.plural} \"{name}\": "
                                "the object has been modified; please apply your changes to the latest "
                                "version and try again")
         new = copy.deepcopy(obj)
@@ -227,7 +222,7 @@ class Cluster:
         current = self.get(resource, name, namespace)
         merged = merge_patch(current, patch)
         if not isinstance(merged, dict):
-            raise ClusterError(422, "Invalid", "patch did not produce an object")
+            raise StatusError(422, "Invalid", "patch did not produce an object")
         merged.setdefault("metadata", {})["resourceVersion"] = patch.get("metadata", {}).get("resourceVersion")
         return self.update(resource, merged, namespace)
 
@@ -236,7 +231,7 @@ class Cluster:
         key = object_key(namespace if resource.namespaced else None, name)
         old = info.objects.pop(key, None)
         if old is None:
-            raise ClusterError(404, "NotFound", f"{resource.plural} \"{name}\" not found")
+            raise StatusError(404, "NotFound", f"{resource.plural} \"{name}\" not found")
         gone = {**old, "metadata": {**old["metadata"], "resourceVersion": self._next_rv()}}
         self._append(resource, "DELETED", gone, old)
         return gone
@@ -277,10 +272,6 @@ class Cluster:
         """Events with resourceVersion > rv (the caller checked rv ≥ floor)."""
         start = max(rv + 1 - self.first_rv, 0)
         return self.events[start:]
-
-
-def page_start(keys: list[str], after: str) -> int:
-    return bisect.bisect_right(keys, after)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
