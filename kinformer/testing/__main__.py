@@ -1,3 +1,5 @@
+import sys
+
 from kinformer.testing._cli import main
 
-main()
+sys.exit(main())

@@ -1,7 +1,9 @@
 """Routing and discovery of the fake API server: paths → resources and verbs, auth, errors.
 
 Invariants:
-- Every request needs `Authorization: Bearer <token>` (else 401 Status), discovery included.
+- Every request needs `Authorization: Bearer <token>` (else 401 Status), discovery included;
+  with `allow_anonymous` a request with no Authorization header at all is served too (the
+  real server's anonymous auth), while a wrong token is still 401.
 - Paths are the real server's: `/version`; `/api` (APIVersions), `/apis` (APIGroupList),
   `/apis/{g}` (APIGroup), `/api/v1` and `/apis/{g}/{v}` (APIResourceList of the registered
   resources); resources at `{prefix}/{plural}`, `{prefix}/namespaces/{ns}/{plural}` and
@@ -12,6 +14,8 @@ Invariants:
   collection is create. A method that fits no verb is 405.
 - Each resource request is recorded (verb, path, query) in `requests`, then may fail with an
   injected fault (`_faults`), before any other work; discovery is neither recorded nor faulted.
+- POST and PUT bodies must be JSON (415 otherwise: kubectl sends protobuf first and falls
+  back to JSON on a 415, as it does with any server that does not speak protobuf).
 - PUT: the URL's name must match `metadata.name` (400). PATCH accepts merge and
   strategic-merge patches (both applied as RFC 7386), 415 for others.
 - Every refusal is a `StatusError` rendered as a `Status` body by the middleware.
@@ -24,7 +28,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from kinformer.resources import Resource
+from kinformer.resources import _BUILTINS, Resource
 from kinformer.testing._cluster import Cluster
 from kinformer.testing._faults import Faults
 from kinformer.testing._list import list_objects
@@ -33,6 +37,10 @@ from kinformer.testing._wire import Obj, StatusError, json_response, not_found, 
 
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 _PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+_BODY_TYPES = ("application/json", "")  # "": no Content-Type header at all
+# kubectl resolves `get ns`, `get deploy` through discovery's shortNames. The table is
+# resources.py's (the aliases Resource.builtin accepts); it has no public accessor.
+_SHORT_NAMES = {(group, version, plural): list(shorts) for plural, (group, version, _, _, shorts) in _BUILTINS.items()}
 _VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0-kinformer-fake", "platform": "linux/amd64"}
 
 
@@ -57,6 +65,9 @@ class Backend(WatchSettings, Protocol):
     @property
     def port(self) -> int: ...
 
+    @property
+    def allow_anonymous(self) -> bool: ...
+
 
 class Router:
     def __init__(self, backend: Backend, cluster: Cluster, faults: Faults, requests: list[RecordedRequest]) -> None:
@@ -69,7 +80,8 @@ class Router:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.backend.token}":
+        auth = request.headers.get("Authorization")
+        if auth != f"Bearer {self.backend.token}" and not (auth is None and self.backend.allow_anonymous):
             return StatusError(401, "Unauthorized", "Unauthorized").response()
         try:
             return await handler(request)  # type: ignore[no-any-return]
@@ -127,9 +139,9 @@ class Router:
         if verb == "get" and name is not None:
             return json_response(cluster.get(resource, name, namespace))
         if verb == "create" and name is None:
-            return json_response(cluster.create(resource, await read_object(request), namespace), 201)
+            return json_response(cluster.create(resource, await self._json_body(request), namespace), 201)
         if verb == "update" and name is not None:
-            body = await read_object(request)
+            body = await self._json_body(request)
             if (body.get("metadata") or {}).get("name") != name:
                 raise StatusError(400, "BadRequest", "the name of the object does not match the name on the URL")
             return json_response(cluster.update(resource, body, namespace))
@@ -143,6 +155,13 @@ class Router:
         if verb == "delete" and name is not None:
             return json_response(cluster.delete(resource, name, namespace))
         raise StatusError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    @staticmethod
+    async def _json_body(request: web.Request) -> Obj:
+        if request.headers.get("Content-Type", "").split(";")[0].strip() not in _BODY_TYPES:
+            raise StatusError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                              f"accepted media types include: application/json (got {request.content_type})")
+        return await read_object(request)
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -167,7 +186,8 @@ class Router:
     def _resource_list(self, group: str, version: str) -> Obj:
         resources = [
             {"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced, "kind": r.kind,
-             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+             "shortNames": _SHORT_NAMES.get((r.group, r.version, r.plural), [])}
             for r in self.cluster.resources if r.group == group and r.version == version
         ]
         if not resources:

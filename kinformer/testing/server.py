@@ -2,7 +2,8 @@
 
 What it serves (each point is what kube-apiserver does; the module named is where the rules
 are written down):
-- Resources at their real paths, discovery, bearer-token auth, `Status` errors (`_routing`).
+- Resources at their real paths, discovery, bearer-token auth (optionally anonymous),
+  `Status` errors (`_routing`).
 - LIST: resourceVersion / resourceVersionMatch rules, `limit`/`continue` paging at one RV,
   label and field selectors, metadata-only lists (`_list`).
 - WATCH: resume from an RV, initial events, bookmarks, `sendInitialEvents` with the
@@ -51,7 +52,9 @@ class FakeApiServer:
     """An in-process Kubernetes API server for the list/watch protocol.
 
     `async with FakeApiServer() as server:` starts it on 127.0.0.1 (ephemeral port);
-    `server.api_client()` is a `kubernetes_asyncio` client pointed at it.
+    `server.api_client()` is a `kubernetes_asyncio` client pointed at it. Requests need the
+    bearer `token`; `allow_anonymous=True` also serves requests that send no credentials at
+    all (kubectl sends none to a plain-HTTP server).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class FakeApiServer:
         default_watch_timeout: float = 1800.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        allow_anonymous: bool = False,
     ) -> None:
         self.token = token
         self.cluster = Cluster(history_size)
@@ -70,6 +74,7 @@ class FakeApiServer:
         self.default_watch_timeout = default_watch_timeout
         self.host = host
         self.port = port
+        self.allow_anonymous = allow_anonymous
         self.requests: list[RecordedRequest] = []
         self._faults = Faults(self.cluster)
         self._runner: web.AppRunner | None = None
