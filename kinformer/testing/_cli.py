@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", type=int, default=10_000,
                         help="watch events kept for resuming (older resourceVersions get 410)")
     parser.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds between watch bookmarks")
+    parser.add_argument("--garbage-collector", action="store_true",
+                        help="delete dependents (ownerReferences) with their owner")
     parser.add_argument("--require-token", action="store_true",
                         help="refuse requests without the token (kubectl sends none to a plain-HTTP server)")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the instructions")
@@ -66,7 +68,7 @@ def _instructions(server: FakeApiServer, kubeconfig: str, pods: int, namespaces:
 async def _serve(args: argparse.Namespace) -> None:
     server = FakeApiServer(token=args.token, history_size=args.history,
                            bookmark_interval=args.bookmark_interval, host=args.host, port=args.port,
-                           allow_anonymous=not args.require_token)
+                           allow_anonymous=not args.require_token, garbage_collector=args.garbage_collector)
     spread = max(1, min(args.namespaces, args.seed_pods))
     if args.seed_pods:
         for n in range(spread):

@@ -16,8 +16,10 @@ Invariants:
   injected fault (`_faults`), before any other work; discovery is neither recorded nor faulted.
 - POST and PUT bodies must be JSON (415 otherwise: kubectl sends protobuf first and falls
   back to JSON on a 415, as it does with any server that does not speak protobuf).
-- PUT: the URL's name must match `metadata.name` (400). PATCH accepts merge and
-  strategic-merge patches (both applied as RFC 7386), 415 for others.
+- PUT: the URL's name must match `metadata.name` (400); see `Cluster.replace` for create-on-
+  update and required resourceVersions. PATCH accepts merge and strategic-merge patches
+  (both applied as RFC 7386), 415 for others. DELETE reads DeleteOptions (`propagationPolicy`,
+  `preconditions`) from the body, or `propagationPolicy` from the query; see `_gc`.
 - Every refusal is a `StatusError` rendered as a `Status` body by the middleware.
 """
 
@@ -31,6 +33,7 @@ from aiohttp import web
 from kinformer.resources import _BUILTINS, Resource
 from kinformer.testing._cluster import Cluster
 from kinformer.testing._faults import Faults
+from kinformer.testing._gc import GarbageCollector
 from kinformer.testing._list import list_objects
 from kinformer.testing._watch import TRUE_VALUES, WatchSettings, serve_watch
 from kinformer.testing._wire import Obj, StatusError, json_response, not_found, read_object
@@ -70,8 +73,9 @@ class Backend(WatchSettings, Protocol):
 
 
 class Router:
-    def __init__(self, backend: Backend, cluster: Cluster, faults: Faults, requests: list[RecordedRequest]) -> None:
-        self.backend, self.cluster, self.faults, self.requests = backend, cluster, faults, requests
+    def __init__(self, backend: Backend, cluster: Cluster, faults: Faults, gc: GarbageCollector,
+                 requests: list[RecordedRequest]) -> None:
+        self.backend, self.cluster, self.faults, self.gc, self.requests = backend, cluster, faults, gc, requests
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
@@ -144,7 +148,8 @@ class Router:
             body = await self._json_body(request)
             if (body.get("metadata") or {}).get("name") != name:
                 raise StatusError(400, "BadRequest", "the name of the object does not match the name on the URL")
-            return json_response(cluster.update(resource, body, namespace))
+            stored, created = cluster.replace(resource, body, namespace)
+            return json_response(stored, 201 if created else 200)
         if verb == "patch" and name is not None:
             ctype = request.content_type
             if ctype not in _PATCH_TYPES:
@@ -153,7 +158,12 @@ class Router:
                                   f"(got {ctype})")
             return json_response(cluster.patch(resource, name, await read_object(request), namespace))
         if verb == "delete" and name is not None:
-            return json_response(cluster.delete(resource, name, namespace))
+            options = await read_object(request, empty_ok=True)
+            policy = options.get("propagationPolicy") or params.get("propagationPolicy")
+            preconditions = options.get("preconditions")
+            return json_response(self.gc.delete(resource, name, namespace, propagation_policy=policy,
+                                                preconditions=preconditions if isinstance(preconditions, dict)
+                                                else None))
         raise StatusError(405, "MethodNotAllowed", f"{method} is not supported here")
 
     @staticmethod

@@ -67,10 +67,13 @@ def partial_metadata(obj: Obj) -> Obj:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
 
 
-async def read_object(request: web.Request) -> Obj:
-    """The request body as a JSON object."""
+async def read_object(request: web.Request, *, empty_ok: bool = False) -> Obj:
+    """The request body as a JSON object; `{}` for an empty body when `empty_ok` (DELETE)."""
+    raw = await request.read()
+    if empty_ok and not raw.strip():
+        return {}
     try:
-        body = orjson.loads(await request.read())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise StatusError(400, "BadRequest", "the request body is not valid JSON") from None
     if not isinstance(body, dict):

@@ -8,8 +8,10 @@ are written down):
   label and field selectors, metadata-only lists (`_list`).
 - WATCH: resume from an RV, initial events, bookmarks, `sendInitialEvents` with the
   `k8s.io/initial-events-end` bookmark, selector moves, 410 as an ERROR event (`_watch`).
-- Writes: create (generateName), update and patch with resourceVersion preconditions (409)
-  (`_cluster`).
+- Writes: create (generateName), update and patch with resourceVersion preconditions (409),
+  PUT rules per resource (Leases: created by PUT, resourceVersion required), Lease
+  MicroTime fields, delete preconditions (`_cluster`); owner-reference cascading deletes
+  when `garbage_collector=True` (`_gc`).
 - Faults, all deterministic: `drop_watches()`, `drop_watches_after(k)`, `compact()`,
   `fail_next(n, code, retry_after=, verbs=)`, `malformed_lines(n)`, `stall_watches()`,
   `slow_writes(seconds)` (`_faults`). `requests` records every resource request.
@@ -18,11 +20,12 @@ Lifecycle: `async with FakeApiServer() as server:` (or `await start()` / `await 
 binds 127.0.0.1 on an ephemeral port; `stop()` drops open watches, closes the listener and
 removes the kubeconfig file it wrote. The Python API (`create`, `update`, `patch`, `delete`,
 `get`, `objects`) works before `start()` too, and writes exactly what an HTTP client's
-write would (same events, same resourceVersions).
+write would (same events, same resourceVersions), except that `update` is a plain update:
+it never needs a resourceVersion and never creates (an HTTP PUT may, see `_cluster`).
 
 Not served (deliberately): admission, status and other subresources, server-side apply,
-JSON patch, field managers, protobuf, table output. Strategic merge patch is applied as a
-merge patch.
+JSON patch, field managers, finalizers, protobuf (kubectl's writes send it and get 415),
+table output.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from aiohttp import web
 from kinformer.resources import Resource
 from kinformer.testing._cluster import Cluster
 from kinformer.testing._faults import Faults
+from kinformer.testing._gc import GarbageCollector
 from kinformer.testing._routing import RecordedRequest, Router
 from kinformer.testing._watch import INITIAL_EVENTS_END
 from kinformer.testing._wire import Obj, StatusError
@@ -54,7 +58,8 @@ class FakeApiServer:
     `async with FakeApiServer() as server:` starts it on 127.0.0.1 (ephemeral port);
     `server.api_client()` is a `kubernetes_asyncio` client pointed at it. Requests need the
     bearer `token`; `allow_anonymous=True` also serves requests that send no credentials at
-    all (kubectl sends none to a plain-HTTP server).
+    all (kubectl sends none to a plain-HTTP server). `garbage_collector=True` deletes
+    dependents (ownerReferences) with their owner.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class FakeApiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_anonymous: bool = False,
+        garbage_collector: bool = False,
     ) -> None:
         self.token = token
         self.cluster = Cluster(history_size)
@@ -77,13 +83,14 @@ class FakeApiServer:
         self.allow_anonymous = allow_anonymous
         self.requests: list[RecordedRequest] = []
         self._faults = Faults(self.cluster)
+        self._gc = GarbageCollector(self.cluster, garbage_collector)
         self._runner: web.AppRunner | None = None
         self._kubeconfig: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = Router(self, self.cluster, self._faults, self.requests).application()
+        app = Router(self, self.cluster, self._faults, self._gc, self.requests).application()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -113,6 +120,10 @@ class FakeApiServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def garbage_collector(self) -> bool:
+        return self._gc.enabled
 
     def api_client(self) -> Any:
         """A new `kubernetes_asyncio.client.ApiClient` for this server (close it when done)."""
@@ -156,13 +167,15 @@ class FakeApiServer:
     def patch(self, resource: Resource | str, name: str, patch: Obj, namespace: str | None = None) -> Obj:
         return self.cluster.patch(self._resource(resource), name, patch, namespace)
 
-    def delete(self, resource: Resource | str, obj_or_name: Obj | str, namespace: str | None = None) -> Obj:
+    def delete(self, resource: Resource | str, obj_or_name: Obj | str, namespace: str | None = None, *,
+               propagation_policy: str | None = None) -> Obj:
+        """Delete an object (and, with the garbage collector on, its dependents; see `_gc`)."""
         if isinstance(obj_or_name, dict):
             meta = obj_or_name.get("metadata") or {}
             name, namespace = meta.get("name", ""), meta.get("namespace", namespace)
         else:
             name = obj_or_name
-        return self.cluster.delete(self._resource(resource), name, namespace)
+        return self._gc.delete(self._resource(resource), name, namespace, propagation_policy=propagation_policy)
 
     def get(self, resource: Resource | str, name: str, namespace: str | None = None) -> Obj:
         return self.cluster.get(self._resource(resource), name, namespace)
