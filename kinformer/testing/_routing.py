@@ -14,8 +14,10 @@ Invariants:
   collection is create. A method that fits no verb is 405.
 - Each resource request is recorded (verb, path, query) in `requests`, then may fail with an
   injected fault (`_faults`), before any other work; discovery is neither recorded nor faulted.
-- POST and PUT bodies must be JSON (415 otherwise: kubectl sends protobuf first and falls
-  back to JSON on a 415, as it does with any server that does not speak protobuf).
+- POST and PUT bodies must be JSON; any other media type is 415 UnsupportedMediaType naming
+  `application/json`, as the real server answers a type it cannot decode. (kubectl 1.33
+  sends its writes as protobuf and does not retry as JSON, so kubectl writes fail with
+  that message; its reads work.)
 - PUT: the URL's name must match `metadata.name` (400); see `Cluster.replace` for create-on-
   update and required resourceVersions. PATCH accepts merge and strategic-merge patches
   (both applied as RFC 7386), 415 for others. DELETE reads DeleteOptions (`propagationPolicy`,

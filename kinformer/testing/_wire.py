@@ -68,7 +68,8 @@ def partial_metadata(obj: Obj) -> Obj:
 
 
 async def read_object(request: web.Request, *, empty_ok: bool = False) -> Obj:
-    """The request body as a JSON object; `{}` for an empty body when `empty_ok` (DELETE)."""
+    """The request body as a JSON object; `{}` for an empty or `null` body when `empty_ok`
+    (DELETE, whose DeleteOptions body is optional)."""
     raw = await request.read()
     if empty_ok and not raw.strip():
         return {}
@@ -76,6 +77,8 @@ async def read_object(request: web.Request, *, empty_ok: bool = False) -> Obj:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise StatusError(400, "BadRequest", "the request body is not valid JSON") from None
+    if empty_ok and body is None:
+        return {}
     if not isinstance(body, dict):
         raise StatusError(400, "BadRequest", "the request body must be a JSON object")
     return body

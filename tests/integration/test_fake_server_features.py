@@ -305,4 +305,8 @@ async def test_delete_options_are_checked_before_anything_is_deleted() -> None:
                                       "resourceVersion": owner["metadata"]["resourceVersion"]}}
             async with session.delete(server.url + f"{CM}/src", json=good) as resp:
                 assert resp.status == 200
+            for body in (b"", b"null"):  # DeleteOptions are optional
+                server.create("configmaps", make_configmap("again"))
+                async with session.delete(server.url + f"{CM}/again", data=body) as resp:
+                    assert resp.status == 200, body
         assert server.objects("configmaps") == {}
