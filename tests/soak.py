@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from kinformer import DeletedFinalStateUnknown, ListWatch, Resource, SharedIndexInformer
 from kinformer.backoff import Backoff
@@ -243,7 +244,7 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
                     live[(kind, i)] = True
                 report.events += 1
                 if n % 64 == 0:
-                    await anyio.sleep(0)  # let the informers run while the writes go on
+                    await anyio.lowlevel.checkpoint()  # let the informers run while the writes go on
                 if n and n % fault_every == 0:
                     await fault(FAULTS[(n // fault_every) % len(FAULTS)] if rng.random() < 0.7
                                 else rng.choice(FAULTS))
