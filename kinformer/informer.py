@@ -302,7 +302,7 @@ class SharedIndexInformer(Generic[ObjT]):
         """
         with anyio.fail_after(timeout):
             while not self.idle(resource_version):
-                await anyio.sleep(0.002)  # noqa: ASYNC110 - idleness spans many components: polled
+                await anyio.sleep(0.002)
 
     def stats(self) -> InformerStats:
         return InformerStats(len(self.indexer), len(self._fifo), self.deltas_processed,
