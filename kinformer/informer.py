@@ -301,7 +301,7 @@ class SharedIndexInformer(Generic[ObjT]):
         handled by every handler. It checks every 2 ms (idleness has no single event to wait on).
         """
         with anyio.fail_after(timeout):
-            while not self.idle(resource_version):
+            while not self.idle(resource_version):  # noqa: ASYNC110 - idleness spans many components: polled
                 await anyio.sleep(0.002)
 
     def stats(self) -> InformerStats:
