@@ -27,6 +27,7 @@ KinformerError
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
 ├── CacheSyncTimeoutError        wait_for_cache_sync(raise_on_timeout=True) ran out (a TimeoutError too)
+├── SettleTimeoutError           a convergence test's informers/components never went idle (a TimeoutError too)
 ├── ShutDownError                get() on a shut-down, drained work queue
 ├── QueueEmptyError              get_nowait() on a work queue with nothing ready
 └── MissingExtraError            a feature's optional package is not installed (also an ImportError)
@@ -275,6 +276,15 @@ class FIFOClosedError(KinformerError):
 
 class CacheSyncTimeoutError(KinformerError, TimeoutError):
     """Caches did not sync in time; the message names each resource and its last error."""
+
+
+class SettleTimeoutError(KinformerError, TimeoutError):
+    """A convergence test's system did not settle in time (`kinformer.testing.ConvergenceMachine`).
+
+    The message names each informer or component that is not idle and what it is doing
+    (reflector state, resourceVersion reached vs wanted, queued deltas, handler backlog,
+    last list/watch error): a handler that never returns or a watch that never catches up.
+    """
 
 
 class ShutDownError(KinformerError):

@@ -1,0 +1,636 @@
+"""`ConvergenceMachine` / `check_converges`: random writes and faults, then "once it settles, it is right".
+
+The property every informer-based program should have: after *any* interleaving of writes
+and API-server faults, once the server is healthy and everything has caught up, the
+program's state agrees with the server's. A hypothesis state machine drives that against
+FakeApiServer over real HTTP and shrinks a failure to a short, readable sequence.
+
+One example, step by step:
+1. `start(initial=[Create(...), ...])`, always first: a fresh FakeApiServer, a FakeClock, an
+   InformerFactory on both, and a private event loop (`asyncio.Runner`: call the machine
+   from a plain `def` test, never from inside a running loop). The initial objects are
+   created, the user's `setup(env)` builds informers (`env.informer(...)`), registers
+   handlers and adds components (`env.add(component)`); the informers start and sync, so
+   the initial objects arrive as the initial list.
+2. Steps, in whatever order hypothesis picks: `write` (one write valid for the server's
+   state at that moment, as `strategies.write_sequences` makes them), `fault` (one of
+   `fault_kinds`), `watch_gap` (watches hear nothing while some writes happen, then history
+   is compacted: every informer relists and must infer deletes as tombstones), and
+   `advance_clock` (FakeClock time passes: backoffs end, Retry-After expires, resync and
+   requeue timers fire), `settle` (below, then the checks).
+3. After every step the machine waits until the system is *quiescent*: each informer is
+   caught up (idle, and its cache holds exactly the server's objects in its scope at their
+   resourceVersions) or blocked on something only a later step can release (a backoff on
+   the FakeClock, a stalled watch); every watching informer's watch is open at the server;
+   every added component is `idle()`. So an example is deterministic — the same steps end
+   the same way, which shrinking and replay need — at a price: a fault lands between two
+   of an informer's requests, never inside one (tests/soak.py covers those races). For the
+   same reason the server sends no periodic bookmarks (they follow the wall clock, and
+   client-go counts one as progress when a dropped watch decides whether to back off) and
+   the reflectors' backoff jitter has a fixed seed.
+4. Settling uses no sleep to decide anything: `server.clear_faults()` lifts every fault
+   still in force (the property is about a server that has become healthy), then the
+   machine waits until every informer is caught up and every component idle, moving the
+   FakeClock by `clock_step` only while nothing but time can make progress; if a component
+   wrote to the server meanwhile it goes again. Real time only bounds it: past
+   `settle_timeout`, `SettleTimeoutError` names what is not done and why.
+5. Checks, after every `settle` and at the end of the example: the built-in one
+   (`check_caches`) — every factory informer's cache equals the server's objects in its
+   scope (namespace, label and field selector) object for object, ignoring only
+   kind/apiVersion/managedFields, which catches handlers that mutate cached objects —
+   then the user's `check(env)`. A failing check gets a note listing the steps applied so
+   far as Python (`replay(server, steps)` replays the writes and faults), next to
+   hypothesis's printout of the shrunk steps.
+
+Budgets: `DEFAULT_SETTINGS` (30 examples of up to 15 steps) catches the classic handler bugs
+(a tombstone ignored, an update that forgets the old state, a cached object mutated) in
+seconds; run more in CI (`settings(DEFAULT_SETTINGS, max_examples=300, stateful_step_count=40)`).
+
+Deliberate choices: the machine owns the loop, the server and the clock, so examples are
+hermetic; faults are lifted before settling rather than drained, since a fault waiting for
+a request that never comes (a 500 "for the next list") would hang the settle; only
+informers made with `env.informer` are settled and checked (the machine knows their scope).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import ssl
+import sys
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+import anyio
+
+from kinformer.backoff import Backoff
+from kinformer.errors import MissingExtraError, SettleTimeoutError
+from kinformer.factory import InformerFactory
+from kinformer.informer import SharedIndexInformer
+from kinformer.objects import KubeObject
+from kinformer.reflector import BackingOff, ReflectorConfig, Watching
+from kinformer.resources import Resource
+from kinformer.selectors import FieldSelector, LabelSelector
+from kinformer.testing.clock import FakeClock
+from kinformer.testing.server import FakeApiServer
+from kinformer.testing.steps import FAULTS, ClearFaults, Compact, Create, Fault, StallWatches, Step, Write, split_key
+
+try:
+    from hypothesis import HealthCheck, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
+    from hypothesis.strategies import SearchStrategy
+except ImportError as error:  # pragma: no cover - exercised in a subprocess without hypothesis
+    raise MissingExtraError("kinformer.testing.convergence", "hypothesis", "testing") from error
+
+from kinformer.testing.strategies import faults, interleavings, objects_for, write_sequences
+
+__all__ = ["DEFAULT_SETTINGS", "ConvergenceEnv", "ConvergenceMachine", "Settleable", "check_converges"]
+
+S = TypeVar("S")
+Obj = dict[str, Any]
+
+DEFAULT_SETTINGS = settings(max_examples=30, stateful_step_count=15, deadline=None,
+                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+"""The default budget: small enough for a unit-test suite, big enough for the classic bugs."""
+
+
+@runtime_checkable
+class Settleable(Protocol):
+    """What `env.add` takes: something to run for the whole example that can say it is idle."""
+
+    async def run(self) -> None: ...
+
+    def idle(self) -> bool: ...
+
+
+class ConvergenceEnv:
+    """What `setup` gets: the server, a client for it, the FakeClock, the informer factory.
+
+    `informer(resource, ...)` is `factory.informer(...)`: informers made there start after
+    `setup` returns, run on the FakeClock and are settled and cache-checked. `add(component)`
+    runs `component.run()` for the example and waits for `component.idle()` when settling.
+    `start_soon(fn, *args)` runs any other task in the example's task group.
+    """
+
+    def __init__(self, server: FakeApiServer, client: Any, clock: FakeClock, factory: InformerFactory,
+                 task_group: anyio.abc.TaskGroup) -> None:
+        self.server = server
+        self.client = client
+        self.clock = clock
+        self.factory = factory
+        self.components: list[Settleable] = []
+        self._tg = task_group
+        self._watches: dict[int, _WatchCounter] = {}
+
+    def informer(self, resource: Resource | str, **options: Any) -> SharedIndexInformer[KubeObject]:
+        informer = self.factory.informer(resource, **options)
+        self._count_watches(informer)
+        return informer
+
+    def _count_watches(self, informer: SharedIndexInformer[KubeObject]) -> _WatchCounter:
+        counter = self._watches.get(id(informer))
+        if counter is None:
+            counter = self._watches[id(informer)] = _WatchCounter(informer)
+        return counter
+
+    def add(self, component: Settleable) -> Settleable:
+        self.components.append(component)
+        self._tg.start_soon(component.run)
+        return component
+
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        self._tg.start_soon(fn, *args)
+
+    @property
+    def informers(self) -> list[SharedIndexInformer[KubeObject]]:
+        return list(self.factory.informers.values())
+
+
+class _WatchCounter:
+    """Counts an informer's open watch connections: from the response's headers (the server
+    has registered the watch by then, so a `DropWatches` reaches it) until it is closed.
+
+    It wraps the informer's `ListWatch.watch`: the server's own count cannot tell, since a
+    connection the client closed (after a malformed line) stays open there until its next write.
+    """
+
+    def __init__(self, informer: SharedIndexInformer[KubeObject]) -> None:
+        self.open = 0
+        original = informer.list_watch.watch
+
+        @contextlib.asynccontextmanager
+        async def watch(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async with original(*args, **kwargs) as stream:
+                self.open += 1
+                try:
+                    yield stream
+                finally:
+                    self.open -= 1
+        setattr(informer.list_watch, "watch", watch)  # noqa: B010 - an instance attribute over the method
+
+
+def _comparable(obj: Any) -> Any:
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
+def _differences(a: Any, b: Any, path: str = "", limit: int = 3) -> list[str]:
+    """Paths where `a` and `b` differ (at most `limit`): names fields, never prints values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key, ...) != b.get(key, ...):
+                out += _differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key), limit)
+            if len(out) >= limit:
+                break
+        return out[:limit]
+    return [path or "(the object)"] if a != b else []
+
+
+class ConvergenceMachine(RuleBasedStateMachine):
+    """Base of a convergence state machine: override `setup` and `check` (module docstring).
+
+    ```python
+    class PodsPerNode(ConvergenceMachine):
+        resources = ("pods",)
+
+        async def setup(self, env: ConvergenceEnv) -> None:
+            self.index = NodeIndex()
+            env.informer("pods").add_event_handler(self.index.on_add, self.index.on_update, self.index.on_delete)
+
+        def check(self, env: ConvergenceEnv) -> None:
+            assert self.index.by_node == by_node(env.server.objects("pods"))
+
+    TestPodsPerNode = PodsPerNode.TestCase
+    ```
+
+    Class attributes tune it: `resources` written to, and the `keys` ("ns/name") writes pick
+    from (default `default/a`, `default/b`, `other/a`: writes collide); `fault_kinds`
+    (`steps.FAULTS`; `()` for none) and `watch_gaps`; `initial_objects` (at most this many
+    per resource exist before the informers start); `clock_step`, `settle_timeout`,
+    `garbage_collector` (FakeApiServer's), `check_caches`. Override
+    `objects(resource, namespace, name)` for your own bodies.
+    """
+
+    resources: ClassVar[Sequence[str | Resource]] = ("configmaps",)
+    keys: ClassVar[Sequence[str] | None] = None
+    fault_kinds: ClassVar[Sequence[type[Fault]]] = FAULTS
+    watch_gaps: ClassVar[bool] = True
+    initial_objects: ClassVar[int] = 2
+    clock_step: ClassVar[float] = 1.0
+    settle_timeout: ClassVar[float] = 10.0
+    garbage_collector: ClassVar[bool] = False
+    check_caches: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runner: asyncio.Runner | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._env: ConvergenceEnv | None = None
+        self._stalled = False
+        self.applied: list[str] = []
+        """What this example did so far, as Python (writes and faults) and comments."""
+
+    # -- the user's hooks -----------------------------------------------------------------
+
+    async def setup(self, env: ConvergenceEnv) -> None:
+        """Build informers (`env.informer`), register handlers, `env.add` components."""
+
+    def check(self, env: ConvergenceEnv) -> None:
+        """Assert the invariant over `env.server` and your state; called once settled."""
+
+    def objects(self, resource: str | Resource, namespace: str | None, name: str) -> SearchStrategy[Obj]:
+        """The bodies of creates and updates of `resource` (default: `strategies.objects_for`)."""
+        return objects_for(resource)(namespace, name)
+
+    @property
+    def env(self) -> ConvergenceEnv:
+        assert self._env is not None, "the machine has not started"
+        return self._env
+
+    # -- strategies that read the server's current state ---------------------------------------
+
+    def _keys(self, resource: str | Resource) -> list[str]:
+        if self.keys is not None:
+            return list(self.keys)
+        res = Resource.builtin(resource) if isinstance(resource, str) else resource
+        return ["default/a", "default/b", "other/a"] if res.namespaced else ["a", "b", "c"]
+
+    def _bodies(self, resource: str | Resource) -> Callable[[str | None, str], SearchStrategy[Obj]]:
+        return lambda namespace, name: self.objects(resource, namespace, name)
+
+    def _initial(self) -> SearchStrategy[list[Create]]:
+        def creates(resource: str | Resource) -> SearchStrategy[list[Create]]:
+            def build(keys: list[str]) -> SearchStrategy[list[Create]]:
+                return st.tuples(*[self._bodies(resource)(*_namespaced(resource, key)).map(
+                    lambda obj: Create(resource, obj)) for key in keys]).map(list)
+            return st.lists(st.sampled_from(self._keys(resource)), unique=True,
+                            max_size=self.initial_objects).flatmap(build)
+        return st.tuples(*[creates(r) for r in self.resources]).map(lambda parts: [c for p in parts for c in p])
+
+    def _gap_writes(self) -> SearchStrategy[list[Write]]:
+        server = self.env.server
+        return interleavings(*[write_sequences(r, self._keys(r), objects=self._bodies(r),
+                                               existing=list(server.objects(r)), min_size=1, max_size=4)
+                               for r in self.resources])
+
+    def _next_write(self) -> SearchStrategy[Write]:
+        server = self.env.server
+
+        def one(resource: str | Resource) -> SearchStrategy[Write]:
+            return write_sequences(resource, self._keys(resource), objects=self._bodies(resource),
+                                   existing=list(server.objects(resource)), min_size=1, max_size=1).map(
+                lambda writes: writes[0])
+        return st.one_of([one(r) for r in self.resources])
+
+    # -- rules ------------------------------------------------------------------------------
+
+    @initialize(initial=st.runner().flatmap(lambda m: m._initial()))
+    def start(self, initial: list[Create]) -> None:
+        self._runner = asyncio.Runner()
+        self.applied += [f"{c!r},  # before the informers start" for c in initial]
+        self._call(self._start(initial))
+
+    @rule(write=st.runner().flatmap(lambda m: m._next_write()))
+    def write(self, write: Write) -> None:
+        self.applied.append(f"{write!r},")
+        self._call(self._step(write))
+
+    @precondition(lambda m: bool(m.fault_kinds))
+    @rule(fault=st.runner().flatmap(lambda m: faults(m.fault_kinds)))
+    def fault(self, fault: Fault) -> None:
+        self.applied.append(f"{fault!r},")
+        self._call(self._step(fault))
+
+    @precondition(lambda m: m.watch_gaps)
+    @rule(writes=st.runner().flatmap(lambda m: m._gap_writes()))
+    def watch_gap(self, writes: list[Write]) -> None:
+        """The watches hear nothing while `writes` happen, then history is compacted and they resume.
+
+        `StallWatches()`, the writes, `Compact()`, `StallWatches(False)`: every informer
+        gets a 410, relists, and must infer what it missed — deletes arrive as tombstones
+        (`DeletedFinalStateUnknown`), the case handlers most often get wrong. Only faults
+        and writes, so the steps replay like any others.
+        """
+        gap: list[Step] = [StallWatches(), *writes, Compact(), StallWatches(False)]
+        self.applied.append("# a watch gap:")
+        self.applied += [f"{step!r}," for step in gap]
+        self._call(self._steps(gap))
+
+    @rule(seconds=st.sampled_from([1.0, 10.0, 60.0]))
+    def advance_clock(self, seconds: float) -> None:
+        self.applied.append(f"# the FakeClock moves {seconds} s")
+        self.env.clock.advance(seconds)
+        self._call(self._step(None))
+
+    @rule()
+    def settle(self) -> None:
+        self._settle_and_check()
+
+    def teardown(self) -> None:
+        if self._runner is None:
+            return
+        try:
+            # Only when no step failed: a check now would bury the step's own error.
+            if sys.exc_info()[1] is None and self._main is not None and not self._main.done():
+                self._settle_and_check()
+        finally:
+            self._shutdown()
+
+    # -- running on the example's own loop ----------------------------------------------------
+
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._runner is not None
+        self._runner.run(coro)
+        main = self._main
+        if main is not None and main.done() and not main.cancelled() and main.exception() is not None:
+            raise main.exception()  # type: ignore[misc]  # the example's task group died: say why
+
+    async def _start(self, initial: list[Create]) -> None:
+        self._stop = asyncio.Event()
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._main = asyncio.get_running_loop().create_task(self._serve(initial, ready))
+        await asyncio.wait([ready, self._main], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            self._main.result()  # raises what setup or the first sync raised
+        await self._until(self._quiescent, "quiescent after the first sync")
+
+    async def _serve(self, initial: list[Create], ready: asyncio.Future[None]) -> None:
+        clock = FakeClock()
+        async with FakeApiServer(bookmark_interval=_NO_BOOKMARKS, garbage_collector=self.garbage_collector) as server:
+            for create in initial:
+                create.apply(server)
+            client = _plain_http_client(server)
+            try:
+                async with anyio.create_task_group() as tg:
+                    factory = InformerFactory(client, clock=clock, reflector_config=ReflectorConfig(
+                        backoff=_seeded_backoff))
+                    self._env = ConvergenceEnv(server, client, clock, factory, tg)
+                    result = self.setup(self._env)
+                    if inspect.isawaitable(result):
+                        await result
+                    for informer in factory.informers.values():
+                        self._env._count_watches(informer)
+                    async with factory:
+                        await factory.wait_for_cache_sync(self.settle_timeout, raise_on_timeout=True)
+                        ready.set_result(None)
+                        assert self._stop is not None
+                        await self._stop.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                await client.close()
+
+    async def _step(self, step: Step | None) -> None:
+        await self._steps([step] if step is not None else [])
+
+    async def _steps(self, steps: list[Step]) -> None:
+        for step in steps:
+            step.apply(self.env.server)
+            if isinstance(step, StallWatches):
+                self._stalled = step.stalled
+            elif isinstance(step, ClearFaults):
+                self._stalled = False
+        await self._until(self._quiescent, "quiescent after a step")
+
+    def _shutdown(self) -> None:
+        runner, self._runner = self._runner, None
+        assert runner is not None
+        try:
+            if self._stop is not None and self._main is not None and not self._main.done():
+                self._stop.set()
+                main = self._main
+                runner.run(_join(main))
+        finally:
+            runner.close()
+
+    # -- settling and checking ---------------------------------------------------------------
+
+    def _settle_and_check(self) -> None:
+        self.applied.append("# settle: faults lifted, everything idle")
+        self._call(self._settle())
+        try:
+            if self.check_caches:
+                self._check_caches()
+            self.check(self.env)
+        except AssertionError as failure:
+            failure.add_note("kinformer: the steps this example applied, as Python "
+                             "(kinformer.testing.replay(server, steps) replays the writes and faults):\n"
+                             "steps = [\n    " + "\n    ".join(self.applied) + "\n]")
+            raise
+
+    # What "done" means. An informer is *caught up* when it is idle (synced, watching, FIFO
+    # empty, handlers drained) and its cache holds exactly the server's objects in its scope
+    # at their resourceVersions: a watch stream is ordered, so nothing older can still arrive
+    # and anything newer would make them differ. (Bookmarks are off, so an RV alone would not
+    # say so for an informer whose scope saw no event lately.) Its watch must also be open at
+    # the server, so that the next fault finds it there whatever the timing.
+
+    def _scope(self, key: tuple[Any, ...]) -> dict[str, Obj]:
+        resource, namespace, label_selector, field_selector, _ = key
+        labels, fields = LabelSelector.parse(label_selector), FieldSelector.parse(field_selector)
+        return {k: o for k, o in self.env.server.objects(resource).items()
+                if (namespace is None or o["metadata"].get("namespace") == namespace)
+                and labels.matches_object(o) and fields.matches(o)}
+
+    def _caught_up(self, key: tuple[Any, ...], informer: SharedIndexInformer[KubeObject]) -> bool:
+        if not informer.idle():
+            return False
+        expected = self._scope(key)
+        cached = informer.indexer.items()
+        if len(cached) != len(expected):
+            return False
+        if self.env.factory.transform is not None:
+            return all(k in expected for k, _ in cached)
+        return all(k in expected and _rv(o) == _rv(expected[k]) for k, o in cached)
+
+    def _informer_waiting(self, key: tuple[Any, ...], informer: SharedIndexInformer[KubeObject]) -> str | None:
+        """None when this informer cannot move until a later step; else what it is doing."""
+        reflector = informer.reflector
+        if reflector is None:
+            return "not started"
+        if isinstance(reflector.state, BackingOff):
+            return None  # only FakeClock time ends a backoff
+        watching = isinstance(reflector.state, Watching)
+        if watching and self.env._count_watches(informer).open != 1:
+            return f"informer {key[0]}: its watch is not open yet"
+        if self._stalled and watching and not informer.stats().queued \
+                and all(h.backlog == 0 for h in informer.stats().handlers.values()):
+            return None  # its watch hears nothing until the stall is lifted
+        if self._caught_up(key, informer):
+            return None
+        stats = informer.stats()
+        backlog = {name: h.backlog for name, h in stats.handlers.items() if h.backlog}
+        return (f"informer {key[0]} (namespace={key[1]!r}, labels={key[2]!r}, fields={key[3]!r}): reflector "
+                f"{type(reflector.state).__name__}, {len(informer.indexer)} cached of {len(self._scope(key))} on "
+                f"the server, {stats.queued} keys queued, handler backlog {backlog}, last error "
+                f"{informer.last_error!r}")
+
+    def _waiting_for(self, settling: bool) -> list[str]:
+        env = self.env
+        out = []
+        for key, informer in env.factory.informers.items():
+            reason = self._informer_waiting(key, informer)
+            if settling and reason is None and not self._caught_up(key, informer):
+                state = type(informer.reflector.state).__name__ if informer.reflector else "not started"
+                reason = f"informer {key[0]}: not caught up (reflector {state})"
+            if reason is not None:
+                out.append(reason)
+        out += [f"component {c!r}: not idle" for c in env.components if not c.idle()]
+        return out
+
+    def _quiescent(self) -> bool:
+        return not self._waiting_for(settling=False)
+
+    async def _until(self, done: Callable[[], bool], what: str, *, move_time: bool = False) -> None:
+        """Poll `done()` (every 2 ms: idleness spans components and has no single event); with
+        `move_time`, advance the FakeClock by `clock_step` whenever nothing but time can
+        make progress, so how far it moves does not depend on the wall clock."""
+        env = self.env
+        try:
+            with anyio.fail_after(self.settle_timeout):
+                while not done():
+                    if move_time and env.clock.pending and self._quiescent():
+                        env.clock.advance(self.clock_step)
+                    await anyio.sleep(0.002)
+        except TimeoutError:
+            raise SettleTimeoutError(f"not {what} after {self.settle_timeout} s: "
+                                     + "; ".join(self._waiting_for(settling=move_time))) from None
+
+    async def _settle(self) -> None:
+        env = self.env
+        env.server.clear_faults()
+        self._stalled = False
+        while True:
+            target = env.server.resource_version
+            await self._until(lambda: not self._waiting_for(settling=True), "settled (faults lifted, FakeClock "
+                              "moved as needed)", move_time=True)
+            if env.server.resource_version == target:  # else a component wrote: catch up with that too
+                return
+
+    # -- the built-in check ---------------------------------------------------------------------
+
+    def _check_caches(self) -> None:
+        env = self.env
+        for (resource, namespace, label_selector, field_selector, metadata_only), informer in \
+                env.factory.informers.items():
+            labels = LabelSelector.parse(label_selector)
+            fields = FieldSelector.parse(field_selector)
+            expected = {k: o for k, o in env.server.objects(resource).items()
+                        if (namespace is None or o["metadata"].get("namespace") == namespace)
+                        and labels.matches_object(o) and fields.matches(o)}
+            cached = dict(informer.indexer.items())
+            scope = f"the {resource} informer (namespace={namespace!r}, labels={label_selector!r}, " \
+                    f"fields={field_selector!r})"
+            missing, extra = sorted(set(expected) - set(cached)), sorted(set(cached) - set(expected))
+            assert not missing and not extra, \
+                f"{scope}'s cache is not the server's state once settled: missing {missing}, not on the server {extra}"
+            if metadata_only or env.factory.transform is not None:
+                continue
+            for key, obj in expected.items():
+                want, got = _comparable(obj), _comparable(cached[key])
+                assert got == want, (f"{scope}'s cached {key} differs from the server's object at "
+                                     f"{', '.join(_differences(got, want))}: was a cached object mutated?")
+
+
+def _namespaced(resource: str | Resource, key: str) -> tuple[str | None, str]:
+    namespace, name = split_key(key)
+    res = Resource.builtin(resource) if isinstance(resource, str) else resource
+    return (namespace or "default", name) if res.namespaced else (None, name)
+
+
+_SSL_CONTEXT: ssl.SSLContext | None = None
+
+
+def _plain_http_client(server: FakeApiServer) -> Any:
+    """`server.api_client()`, without loading the system CA bundle again (~80 ms).
+
+    kubernetes_asyncio builds a default SSL context for every ApiClient; a client of the
+    plain-HTTP FakeApiServer never uses it, and the machine makes one client per example. So
+    its `ssl` module is shimmed, for this synchronous call only, to hand out one shared
+    context (never mutated: the configuration verifies and loads no client certificate).
+    """
+    from kubernetes_asyncio.client import rest
+
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        _SSL_CONTEXT = ssl.create_default_context()
+    shared = _SSL_CONTEXT
+    shim = types.SimpleNamespace(**{k: getattr(ssl, k) for k in dir(ssl) if k.isupper()})
+    shim.create_default_context = lambda *args, **kwargs: shared
+    original = getattr(rest, "ssl")  # noqa: B009 - kubernetes_asyncio's stubs do not declare it
+    setattr(rest, "ssl", shim)  # noqa: B010
+    try:
+        return server.api_client()
+    finally:
+        setattr(rest, "ssl", original)  # noqa: B010
+
+
+async def _join(task: asyncio.Task[None]) -> None:
+    await task
+
+
+# Bookmarks arrive on the wall clock's schedule, and client-go counts one as progress when it
+# decides whether a dropped watch backs off: with them, the same steps could end differently.
+_NO_BOOKMARKS = 3600.0
+
+
+def _seeded_backoff(clock: Any) -> Backoff:
+    """The reflector's backoff with its jitter from a fixed seed: the same steps, the same waits."""
+    return Backoff(clock=clock, rand=random.Random(0).random)
+
+
+def _rv(obj: Any) -> Any:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return meta.get("resourceVersion") if isinstance(meta, dict) else None
+
+
+class _FunctionMachine(ConvergenceMachine, Generic[S]):
+    state: S
+    _setup_fn: ClassVar[Callable[[ConvergenceEnv], Any]]
+    _check_fn: ClassVar[Callable[[FakeApiServer, Any], object]]
+
+    async def setup(self, env: ConvergenceEnv) -> None:
+        result = type(self)._setup_fn(env)
+        self.state = await result if inspect.isawaitable(result) else result
+
+    def check(self, env: ConvergenceEnv) -> None:
+        if type(self)._check_fn(env.server, self.state) is False:
+            raise AssertionError(f"{type(self)._check_fn.__name__} returned False")
+
+
+_OPTIONS = ("keys", "watch_gaps", "initial_objects", "clock_step", "settle_timeout", "garbage_collector",
+            "check_caches")
+
+
+def check_converges(setup: Callable[[ConvergenceEnv], S | Awaitable[S]], check: Callable[[FakeApiServer, S], object],
+                    *, resources: Sequence[str | Resource] = ("configmaps",),
+                    fault_kinds: Sequence[type[Fault]] = FAULTS,
+                    objects: Callable[[str | Resource, str | None, str], SearchStrategy[Obj]] | None = None,
+                    settings: settings | None = None, **options: Any) -> None:
+    """Run a `ConvergenceMachine` made of two functions; raise the shrunk failure, if any.
+
+    `setup(env)` (sync or async) builds informers and handlers and returns your state;
+    `check(server, state)` asserts the invariant (or returns False) once settled.
+    `options` are the machine's class attributes (`keys`, `initial_objects`, `settle_timeout`,
+    ...); `settings` defaults to `DEFAULT_SETTINGS`. Call it from a plain `def` test.
+    """
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise TypeError(f"check_converges got unknown options {sorted(unknown)}; known: {list(_OPTIONS)}")
+    attrs: dict[str, Any] = {"resources": tuple(resources), "fault_kinds": tuple(fault_kinds), **options,
+                             "_setup_fn": staticmethod(setup), "_check_fn": staticmethod(check)}
+    if objects is not None:
+        attrs["objects"] = lambda self, resource, namespace, name: objects(resource, namespace, name)
+    name = "".join(part.title() for part in getattr(setup, "__name__", "setup").split("_")) or "Converges"
+    machine = type(name, (_FunctionMachine,), attrs)
+    run_state_machine_as_test(machine, settings=settings or DEFAULT_SETTINGS)
