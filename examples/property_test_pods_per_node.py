@@ -53,7 +53,7 @@ class NodeIndex:
         self._remove(key)
 
 
-def setup(env: ConvergenceEnv) -> NodeIndex:
+def index_pods_by_node(env: ConvergenceEnv) -> NodeIndex:
     index = NodeIndex()
     env.informer("pods").add_event_handler(index.on_add, index.on_update, index.on_delete)
     return index
@@ -67,12 +67,13 @@ def pods_by_node(server: FakeApiServer) -> dict[str, set[str]]:
     return out
 
 
-def check(server: FakeApiServer, index: NodeIndex) -> None:
-    assert index.by_node == pods_by_node(server)
+def index_matches_the_server(server: FakeApiServer, index: NodeIndex) -> None:
+    expected = pods_by_node(server)
+    assert index.by_node == expected, f"the index says {index.by_node}, the server's pods {expected}"
 
 
 def test_pods_per_node_index_converges(budget: settings = DEFAULT_SETTINGS) -> None:
-    check_converges(setup, check, resources=["pods"], settings=budget)
+    check_converges(index_pods_by_node, index_matches_the_server, resources=["pods"], settings=budget)
 
 
 if __name__ == "__main__":

@@ -56,13 +56,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import random
 import ssl
 import sys
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import anyio
 
@@ -74,12 +76,25 @@ from kinformer.objects import KubeObject
 from kinformer.reflector import BackingOff, ReflectorConfig, Watching
 from kinformer.resources import Resource
 from kinformer.selectors import FieldSelector, LabelSelector
+from kinformer.testing._wire import StatusError
 from kinformer.testing.clock import FakeClock
 from kinformer.testing.server import FakeApiServer
-from kinformer.testing.steps import FAULTS, ClearFaults, Compact, Create, Fault, StallWatches, Step, Write, split_key
+from kinformer.testing.steps import (
+    FAULTS,
+    ClearFaults,
+    Compact,
+    Create,
+    Delete,
+    DropWatches,
+    Fault,
+    StallWatches,
+    Step,
+    Write,
+    split_key,
+)
 
 try:
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, Phase, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
     from hypothesis.strategies import SearchStrategy
@@ -93,8 +108,14 @@ __all__ = ["DEFAULT_SETTINGS", "ConvergenceEnv", "ConvergenceMachine", "Settleab
 S = TypeVar("S")
 Obj = dict[str, Any]
 
-DEFAULT_SETTINGS = settings(max_examples=30, stateful_step_count=15, deadline=None,
-                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+DEFAULT_SETTINGS = settings(
+    max_examples=30, stateful_step_count=15, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # One failure, shrunk once: each run starts a server, so shrinking is the expensive part;
+    # the explain phase would rerun the failure under a line tracer to annotate it.
+    report_multiple_bugs=False,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+)
 """The default budget: small enough for a unit-test suite, big enough for the classic bugs."""
 
 
@@ -150,6 +171,30 @@ class ConvergenceEnv:
         return list(self.factory.informers.values())
 
 
+class _ExampleClock(FakeClock):
+    """The example's FakeClock, which also knows whether a task it woke has run yet.
+
+    After `advance()` a woken sleeper resumes only on a later loop turn; until then the
+    system looks as still as before. `sleeping` counts tasks inside `sleep()` (woken or
+    not), `pending` those not yet woken: equal means every woken task has moved on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = 0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping += 1
+        try:
+            await super().sleep(seconds)
+        finally:
+            self.sleeping -= 1
+
+    @property
+    def woken_not_resumed(self) -> int:
+        return self.sleeping - self.pending
+
+
 class _WatchCounter:
     """Counts an informer's open watch connections: from the response's headers (the server
     has registered the watch by then, so a `DropWatches` reaches it) until it is closed.
@@ -160,16 +205,23 @@ class _WatchCounter:
 
     def __init__(self, informer: SharedIndexInformer[KubeObject]) -> None:
         self.open = 0
+        self.serial = 0
+        """Connections opened so far: with `open`, which one is open now."""
+        self.dropped: int | None = None
+        """The connection a `DropWatches` found open, until it has closed."""
         original = informer.list_watch.watch
 
         @contextlib.asynccontextmanager
         async def watch(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             async with original(*args, **kwargs) as stream:
+                self.serial += 1
                 self.open += 1
                 try:
                     yield stream
                 finally:
                     self.open -= 1
+                    if self.dropped is not None and self.dropped <= self.serial:
+                        self.dropped = None
         setattr(informer.list_watch, "watch", watch)  # noqa: B010 - an instance attribute over the method
 
 
@@ -196,6 +248,30 @@ def _differences(a: Any, b: Any, path: str = "", limit: int = 3) -> list[str]:
     return [path or "(the object)"] if a != b else []
 
 
+_STRATEGIES: dict[tuple[Any, ...], Any] = {}
+
+
+# Named functions, not lambdas: hypothesis describes each precondition on every rule choice,
+# and describing a lambda means parsing its source.
+def _has_faults(machine: ConvergenceMachine) -> bool:
+    return bool(machine.fault_kinds)
+
+
+def _has_gaps(machine: ConvergenceMachine) -> bool:
+    return machine.watch_gaps
+
+
+@dataclass(frozen=True, slots=True)
+class _AdvanceClock:
+    seconds: float
+
+    def __repr__(self) -> str:
+        return f"# the FakeClock moves {self.seconds} s"
+
+
+_Pending = Step | _AdvanceClock
+
+
 class ConvergenceMachine(RuleBasedStateMachine):
     """Base of a convergence state machine: override `setup` and `check` (module docstring).
 
@@ -218,7 +294,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
     (`steps.FAULTS`; `()` for none) and `watch_gaps`; `initial_objects` (at most this many
     per resource exist before the informers start); `clock_step`, `settle_timeout`,
     `garbage_collector` (FakeApiServer's), `check_caches`. Override
-    `objects(resource, namespace, name)` for your own bodies.
+    `objects(resource, namespace, name)` for your own bodies (it must depend on its
+    arguments only: the strategies are built once per class). Your own rules see the
+    server brought up to date when they read `self.env`.
     """
 
     resources: ClassVar[Sequence[str | Resource]] = ("configmaps",)
@@ -238,6 +316,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self._stop: asyncio.Event | None = None
         self._env: ConvergenceEnv | None = None
         self._stalled = False
+        self._initial: list[Create] | None = None
+        self._pending: list[_Pending] = []
+        self._live: dict[Resource, set[str]] = {}
         self.applied: list[str] = []
         """What this example did so far, as Python (writes and faults) and comments."""
 
@@ -255,21 +336,49 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
     @property
     def env(self) -> ConvergenceEnv:
-        assert self._env is not None, "the machine has not started"
+        """The example's server, client, clock and factory, with every step drawn so far applied."""
+        self._flush()
+        assert self._env is not None
         return self._env
 
-    # -- strategies that read the server's current state ---------------------------------------
+    @property
+    def _started_env(self) -> ConvergenceEnv:
+        assert self._env is not None, "the example has not started"
+        return self._env
+
+    # -- strategies over the keys this machine has written ------------------------------------
+
+    # Steps are drawn against a model of which of `keys` exist (the machine's own writes), not
+    # against the server: so a step can be drawn without running anything, and the server
+    # starts only when something needs it (a settle, a check, `self.env`). Hypothesis abandons
+    # many runs while drawing, above all when shrinking; those then cost no server at all.
 
     def _keys(self, resource: str | Resource) -> list[str]:
         if self.keys is not None:
             return list(self.keys)
-        res = Resource.builtin(resource) if isinstance(resource, str) else resource
-        return ["default/a", "default/b", "other/a"] if res.namespaced else ["a", "b", "c"]
+        return ["default/a", "default/b", "other/a"] if _res(resource).namespaced else ["a", "b", "c"]
+
+    def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """Strategies built once per machine class: a strategy built for every draw is
+        validated for every draw, which costs more than the draw (and shrinking draws a lot)."""
+        full = (type(self), *key)
+        found = _STRATEGIES.get(full)
+        if found is None:
+            found = _STRATEGIES[full] = build()
+        return found
 
     def _bodies(self, resource: str | Resource) -> Callable[[str | None, str], SearchStrategy[Obj]]:
-        return lambda namespace, name: self.objects(resource, namespace, name)
+        def build() -> Callable[[str | None, str], SearchStrategy[Obj]]:
+            return functools.cache(lambda namespace, name: self.objects(resource, namespace, name))
+        return cast("Callable[[str | None, str], SearchStrategy[Obj]]", self._cached(("bodies", resource), build))
 
-    def _initial(self) -> SearchStrategy[list[Create]]:
+    def _existing(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(sorted(self._live.get(_res(r), ()))) for r in self.resources)
+
+    def _initial_creates(self) -> SearchStrategy[list[Create]]:
+        return cast("SearchStrategy[list[Create]]", self._cached(("initial",), self._build_initial_creates))
+
+    def _build_initial_creates(self) -> SearchStrategy[list[Create]]:
         def creates(resource: str | Resource) -> SearchStrategy[list[Create]]:
             def build(keys: list[str]) -> SearchStrategy[list[Create]]:
                 return st.tuples(*[self._bodies(resource)(*_namespaced(resource, key)).map(
@@ -278,41 +387,48 @@ class ConvergenceMachine(RuleBasedStateMachine):
                             max_size=self.initial_objects).flatmap(build)
         return st.tuples(*[creates(r) for r in self.resources]).map(lambda parts: [c for p in parts for c in p])
 
-    def _gap_writes(self) -> SearchStrategy[list[Write]]:
-        server = self.env.server
-        return interleavings(*[write_sequences(r, self._keys(r), objects=self._bodies(r),
-                                               existing=list(server.objects(r)), min_size=1, max_size=4)
-                               for r in self.resources])
+    def _writes(self, resource: str | Resource, min_size: int, max_size: int) -> SearchStrategy[list[Write]]:
+        existing = sorted(self._live.get(_res(resource), ()))
+        return write_sequences(resource, self._keys(resource), objects=self._bodies(resource), existing=existing,
+                               min_size=min_size, max_size=max_size)
 
     def _next_write(self) -> SearchStrategy[Write]:
-        server = self.env.server
+        return cast("SearchStrategy[Write]", self._cached(("write", self._existing()), lambda: st.one_of(
+            [self._writes(r, 1, 1).map(lambda writes: writes[0]) for r in self.resources])))
 
-        def one(resource: str | Resource) -> SearchStrategy[Write]:
-            return write_sequences(resource, self._keys(resource), objects=self._bodies(resource),
-                                   existing=list(server.objects(resource)), min_size=1, max_size=1).map(
-                lambda writes: writes[0])
-        return st.one_of([one(r) for r in self.resources])
+    def _gap_writes(self) -> SearchStrategy[list[Write]]:
+        return cast("SearchStrategy[list[Write]]", self._cached(("gap", self._existing()), lambda: interleavings(
+            *[self._writes(r, 1, 3) for r in self.resources])))
+
+    def _faults(self) -> SearchStrategy[Fault]:
+        return cast("SearchStrategy[Fault]", self._cached(("fault",), lambda: faults(self.fault_kinds)))
+
+    def _model(self, writes: Sequence[Write]) -> None:
+        for w in writes:
+            live = self._live.setdefault(_res(w.resource), set())
+            if isinstance(w, Delete):
+                live.discard(w.key)
+            else:
+                live.add(w.key)
 
     # -- rules ------------------------------------------------------------------------------
 
-    @initialize(initial=st.runner().flatmap(lambda m: m._initial()))
+    @initialize(initial=st.runner().flatmap(lambda m: m._initial_creates()))
     def start(self, initial: list[Create]) -> None:
-        self._runner = asyncio.Runner()
-        self.applied += [f"{c!r},  # before the informers start" for c in initial]
-        self._call(self._start(initial))
+        self._initial = list(initial)
+        self._model(initial)
 
     @rule(write=st.runner().flatmap(lambda m: m._next_write()))
     def write(self, write: Write) -> None:
-        self.applied.append(f"{write!r},")
-        self._call(self._step(write))
+        self._pending.append(write)
+        self._model([write])
 
-    @precondition(lambda m: bool(m.fault_kinds))
-    @rule(fault=st.runner().flatmap(lambda m: faults(m.fault_kinds)))
+    @precondition(_has_faults)
+    @rule(fault=st.runner().flatmap(lambda m: m._faults()))
     def fault(self, fault: Fault) -> None:
-        self.applied.append(f"{fault!r},")
-        self._call(self._step(fault))
+        self._pending.append(fault)
 
-    @precondition(lambda m: m.watch_gaps)
+    @precondition(_has_gaps)
     @rule(writes=st.runner().flatmap(lambda m: m._gap_writes()))
     def watch_gap(self, writes: list[Write]) -> None:
         """The watches hear nothing while `writes` happen, then history is compacted and they resume.
@@ -322,32 +438,40 @@ class ConvergenceMachine(RuleBasedStateMachine):
         (`DeletedFinalStateUnknown`), the case handlers most often get wrong. Only faults
         and writes, so the steps replay like any others.
         """
-        gap: list[Step] = [StallWatches(), *writes, Compact(), StallWatches(False)]
-        self.applied.append("# a watch gap:")
-        self.applied += [f"{step!r}," for step in gap]
-        self._call(self._steps(gap))
+        self._pending += [StallWatches(), *writes, Compact(), StallWatches(False)]
+        self._model(writes)
 
     @rule(seconds=st.sampled_from([1.0, 10.0, 60.0]))
     def advance_clock(self, seconds: float) -> None:
-        self.applied.append(f"# the FakeClock moves {seconds} s")
-        self.env.clock.advance(seconds)
-        self._call(self._step(None))
+        self._pending.append(_AdvanceClock(seconds))
 
     @rule()
     def settle(self) -> None:
         self._settle_and_check()
 
     def teardown(self) -> None:
-        if self._runner is None:
-            return
         try:
-            # Only when no step failed: a check now would bury the step's own error.
-            if sys.exc_info()[1] is None and self._main is not None and not self._main.done():
+            # Only when no step failed: a check now would bury the step's own error (and
+            # hypothesis abandons runs by raising inside a draw).
+            if sys.exc_info()[1] is None and self._initial is not None:
                 self._settle_and_check()
         finally:
-            self._shutdown()
+            if self._runner is not None:
+                self._shutdown()
 
     # -- running on the example's own loop ----------------------------------------------------
+
+    def _flush(self) -> None:
+        """Start the example if it has not started, then apply every pending step in order."""
+        if self._initial is None:
+            raise RuntimeError("the machine has not started: `start` is its first step")
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+            self.applied += [f"{c!r},  # before the informers start" for c in self._initial]
+            self._call(self._start(self._initial))
+        while self._pending:
+            step = self._pending.pop(0)
+            self._call(self._apply(step))
 
     def _call(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._runner is not None
@@ -366,7 +490,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         await self._until(self._quiescent, "quiescent after the first sync")
 
     async def _serve(self, initial: list[Create], ready: asyncio.Future[None]) -> None:
-        clock = FakeClock()
+        clock = _ExampleClock()
         async with FakeApiServer(bookmark_interval=_NO_BOOKMARKS, garbage_collector=self.garbage_collector) as server:
             for create in initial:
                 create.apply(server)
@@ -375,12 +499,12 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 async with anyio.create_task_group() as tg:
                     factory = InformerFactory(client, clock=clock, reflector_config=ReflectorConfig(
                         backoff=_seeded_backoff))
-                    self._env = ConvergenceEnv(server, client, clock, factory, tg)
-                    result = self.setup(self._env)
+                    env = self._env = ConvergenceEnv(server, client, clock, factory, tg)
+                    result = self.setup(env)
                     if inspect.isawaitable(result):
                         await result
                     for informer in factory.informers.values():
-                        self._env._count_watches(informer)
+                        env._count_watches(informer)
                     async with factory:
                         await factory.wait_for_cache_sync(self.settle_timeout, raise_on_timeout=True)
                         ready.set_result(None)
@@ -390,16 +514,30 @@ class ConvergenceMachine(RuleBasedStateMachine):
             finally:
                 await client.close()
 
-    async def _step(self, step: Step | None) -> None:
-        await self._steps([step] if step is not None else [])
-
-    async def _steps(self, steps: list[Step]) -> None:
-        for step in steps:
-            step.apply(self.env.server)
+    async def _apply(self, step: _Pending) -> None:
+        env = self._env
+        assert env is not None
+        if isinstance(step, _AdvanceClock):
+            self.applied.append(repr(step))
+            env.clock.advance(step.seconds)
+        else:
+            try:
+                step.apply(env.server)
+            except StatusError as error:
+                # The model said it was valid; another writer (a component, the garbage
+                # collector) changed that key. Skipped, and said so in the replay listing.
+                self.applied.append(f"# skipped {step!r}: the server answered {error.code} {error.reason}")
+            else:
+                self.applied.append(f"{step!r},")
             if isinstance(step, StallWatches):
                 self._stalled = step.stalled
             elif isinstance(step, ClearFaults):
                 self._stalled = False
+            elif isinstance(step, DropWatches):
+                # Wait for each watch open now to see its end (the client notices a few turns later).
+                for counter in env._watches.values():
+                    if counter.open:
+                        counter.dropped = counter.serial
         await self._until(self._quiescent, "quiescent after a step")
 
     def _shutdown(self) -> None:
@@ -408,20 +546,22 @@ class ConvergenceMachine(RuleBasedStateMachine):
         try:
             if self._stop is not None and self._main is not None and not self._main.done():
                 self._stop.set()
-                main = self._main
-                runner.run(_join(main))
+                runner.run(_join(self._main))
         finally:
             runner.close()
 
     # -- settling and checking ---------------------------------------------------------------
 
     def _settle_and_check(self) -> None:
-        self.applied.append("# settle: faults lifted, everything idle")
+        self._flush()
+        self.applied.append("# settle: faults lifted, everything caught up")
         self._call(self._settle())
+        env = self._env
+        assert env is not None
         try:
             if self.check_caches:
                 self._check_caches()
-            self.check(self.env)
+            self.check(env)
         except AssertionError as failure:
             failure.add_note("kinformer: the steps this example applied, as Python "
                              "(kinformer.testing.replay(server, steps) replays the writes and faults):\n"
@@ -437,8 +577,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
     def _scope(self, key: tuple[Any, ...]) -> dict[str, Obj]:
         resource, namespace, label_selector, field_selector, _ = key
-        labels, fields = LabelSelector.parse(label_selector), FieldSelector.parse(field_selector)
-        return {k: o for k, o in self.env.server.objects(resource).items()
+        labels, fields = _selectors(label_selector, field_selector)
+        return {k: o for k, o in self._started_env.server.objects(resource).items()
                 if (namespace is None or o["metadata"].get("namespace") == namespace)
                 and labels.matches_object(o) and fields.matches(o)}
 
@@ -449,7 +589,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         cached = informer.indexer.items()
         if len(cached) != len(expected):
             return False
-        if self.env.factory.transform is not None:
+        if self._started_env.factory.transform is not None:
             return all(k in expected for k, _ in cached)
         return all(k in expected and _rv(o) == _rv(expected[k]) for k, o in cached)
 
@@ -461,7 +601,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
         if isinstance(reflector.state, BackingOff):
             return None  # only FakeClock time ends a backoff
         watching = isinstance(reflector.state, Watching)
-        if watching and self.env._count_watches(informer).open != 1:
+        counter = self._started_env._count_watches(informer)
+        if counter.dropped is not None:
+            return f"informer {key[0]}: has not seen its watch dropped yet"
+        if watching and counter.open != 1:
             return f"informer {key[0]}: its watch is not open yet"
         if self._stalled and watching and not informer.stats().queued \
                 and all(h.backlog == 0 for h in informer.stats().handlers.values()):
@@ -476,7 +619,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 f"{informer.last_error!r}")
 
     def _waiting_for(self, settling: bool) -> list[str]:
-        env = self.env
+        env = self._started_env
         out = []
         for key, informer in env.factory.informers.items():
             reason = self._informer_waiting(key, informer)
@@ -486,6 +629,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
             if reason is not None:
                 out.append(reason)
         out += [f"component {c!r}: not idle" for c in env.components if not c.idle()]
+        clock = env.clock
+        if isinstance(clock, _ExampleClock) and clock.woken_not_resumed:
+            out.append(f"{clock.woken_not_resumed} tasks woken by the FakeClock have not run yet")
         return out
 
     def _quiescent(self) -> bool:
@@ -495,7 +641,11 @@ class ConvergenceMachine(RuleBasedStateMachine):
         """Poll `done()` (every 2 ms: idleness spans components and has no single event); with
         `move_time`, advance the FakeClock by `clock_step` whenever nothing but time can
         make progress, so how far it moves does not depend on the wall clock."""
-        env = self.env
+        env = self._started_env
+        for _ in range(50):  # loopback I/O completes within a few loop turns: no timer needed
+            if done():
+                return
+            await asyncio.sleep(0)
         try:
             with anyio.fail_after(self.settle_timeout):
                 while not done():
@@ -507,7 +657,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
                                      + "; ".join(self._waiting_for(settling=move_time))) from None
 
     async def _settle(self) -> None:
-        env = self.env
+        env = self._started_env
         env.server.clear_faults()
         self._stalled = False
         while True:
@@ -520,14 +670,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
     # -- the built-in check ---------------------------------------------------------------------
 
     def _check_caches(self) -> None:
-        env = self.env
-        for (resource, namespace, label_selector, field_selector, metadata_only), informer in \
-                env.factory.informers.items():
-            labels = LabelSelector.parse(label_selector)
-            fields = FieldSelector.parse(field_selector)
-            expected = {k: o for k, o in env.server.objects(resource).items()
-                        if (namespace is None or o["metadata"].get("namespace") == namespace)
-                        and labels.matches_object(o) and fields.matches(o)}
+        env = self._started_env
+        for key, informer in env.factory.informers.items():
+            resource, namespace, label_selector, field_selector, metadata_only = key
+            expected = self._scope(key)
             cached = dict(informer.indexer.items())
             scope = f"the {resource} informer (namespace={namespace!r}, labels={label_selector!r}, " \
                     f"fields={field_selector!r})"
@@ -536,16 +682,24 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 f"{scope}'s cache is not the server's state once settled: missing {missing}, not on the server {extra}"
             if metadata_only or env.factory.transform is not None:
                 continue
-            for key, obj in expected.items():
-                want, got = _comparable(obj), _comparable(cached[key])
-                assert got == want, (f"{scope}'s cached {key} differs from the server's object at "
+            for name, obj in expected.items():
+                want, got = _comparable(obj), _comparable(cached[name])
+                assert got == want, (f"{scope}'s cached {name} differs from the server's object at "
                                      f"{', '.join(_differences(got, want))}: was a cached object mutated?")
+
+
+@functools.cache
+def _selectors(label_selector: str | None, field_selector: str | None) -> tuple[LabelSelector, FieldSelector]:
+    return LabelSelector.parse(label_selector), FieldSelector.parse(field_selector)
+
+
+def _res(resource: str | Resource) -> Resource:
+    return Resource.builtin(resource) if isinstance(resource, str) else resource
 
 
 def _namespaced(resource: str | Resource, key: str) -> tuple[str | None, str]:
     namespace, name = split_key(key)
-    res = Resource.builtin(resource) if isinstance(resource, str) else resource
-    return (namespace or "default", name) if res.namespaced else (None, name)
+    return (namespace or "default", name) if _res(resource).namespaced else (None, name)
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
@@ -570,9 +724,15 @@ def _plain_http_client(server: FakeApiServer) -> Any:
     original = getattr(rest, "ssl")  # noqa: B009 - kubernetes_asyncio's stubs do not declare it
     setattr(rest, "ssl", shim)  # noqa: B010
     try:
-        return server.api_client()
+        client = server.api_client()
     finally:
         setattr(rest, "ssl", original)  # noqa: B010
+    # kubernetes_asyncio's session trusts the environment: a proxy variable could capture the
+    # loopback server, and every request would look up proxies and netrc in a thread.
+    session = client.rest_client.pool_manager
+    if hasattr(session, "_trust_env"):
+        session._trust_env = False
+    return client
 
 
 async def _join(task: asyncio.Task[None]) -> None:
@@ -631,6 +791,9 @@ def check_converges(setup: Callable[[ConvergenceEnv], S | Awaitable[S]], check: 
                              "_setup_fn": staticmethod(setup), "_check_fn": staticmethod(check)}
     if objects is not None:
         attrs["objects"] = lambda self, resource, namespace, name: objects(resource, namespace, name)
-    name = "".join(part.title() for part in getattr(setup, "__name__", "setup").split("_")) or "Converges"
+    # Named after `check`: hypothesis prints `state = CheckPodsPerNode()` above the steps.
+    name = "".join(part.title() for part in getattr(check, "__name__", "check").split("_"))
+    if not name.startswith("Check"):
+        name = f"Check{name}"
     machine = type(name, (_FunctionMachine,), attrs)
     run_state_machine_as_test(machine, settings=settings or DEFAULT_SETTINGS)
