@@ -12,22 +12,28 @@ One example, step by step:
    created, the user's `setup(env)` builds informers (`env.informer(...)`), registers
    handlers and adds components (`env.add(component)`); the informers start and sync, so
    the initial objects arrive as the initial list.
-2. Steps, in whatever order hypothesis picks: `write` (one write valid for the server's
-   state at that moment, as `strategies.write_sequences` makes them), `fault` (one of
-   `fault_kinds`), `watch_gap` (watches hear nothing while some writes happen, then history
-   is compacted: every informer relists and must infer deletes as tombstones), and
+2. Steps, in whatever order hypothesis picks: `write` (one write valid for the keys the
+   machine has written so far, as `strategies.write_sequences` makes them), `fault` (one
+   of `fault_kinds`), `watch_gap` (watches hear nothing while some writes happen, then
+   history is compacted: every informer relists and must infer deletes as tombstones),
    `advance_clock` (FakeClock time passes: backoffs end, Retry-After expires, resync and
-   requeue timers fire), `settle` (below, then the checks).
-3. After every step the machine waits until the system is *quiescent*: each informer is
-   caught up (idle, and its cache holds exactly the server's objects in its scope at their
-   resourceVersions) or blocked on something only a later step can release (a backoff on
-   the FakeClock, a stalled watch); every watching informer's watch is open at the server;
-   every added component is `idle()`. So an example is deterministic — the same steps end
-   the same way, which shrinking and replay need — at a price: a fault lands between two
-   of an informer's requests, never inside one (tests/soak.py covers those races). For the
-   same reason the server sends no periodic bookmarks (they follow the wall clock, and
-   client-go counts one as progress when a dropped watch decides whether to back off) and
-   the reflectors' backoff jitter has a fixed seed.
+   requeue timers fire), `settle` (below, then the checks). Steps are drawn against that
+   model of the machine's own writes, not against the server, and applied when something
+   needs the server (a settle, a check, `self.env` in a rule of yours): a run hypothesis
+   abandons while drawing costs no server. A write another writer made invalid (a
+   component, the garbage collector) is skipped and listed as skipped.
+3. After applying each step the machine waits until the system is *quiescent*: each
+   informer is caught up (idle, and its cache holds exactly the server's objects in its
+   scope at their resourceVersions) or blocked on something only a later step can release
+   (a backoff on the FakeClock, a stalled watch); a watching informer's watch is open
+   (response headers in); a watch a `DropWatches` found open has been seen to end; every
+   task the FakeClock woke has run; every added component is `idle()`. So an example is
+   deterministic — the same steps end the same way, which shrinking and replay need — at
+   a price: a fault lands between two of an informer's requests, never inside one
+   (tests/soak.py covers those races). For the same reason the server sends no periodic
+   bookmarks (they follow the wall clock, and client-go counts one as progress when a
+   dropped watch decides whether to back off) and the reflectors' backoff jitter has a
+   fixed seed.
 4. Settling uses no sleep to decide anything: `server.clear_faults()` lifts every fault
    still in force (the property is about a server that has become healthy), then the
    machine waits until every informer is caught up and every component idle, moving the
@@ -42,9 +48,10 @@ One example, step by step:
    far as Python (`replay(server, steps)` replays the writes and faults), next to
    hypothesis's printout of the shrunk steps.
 
-Budgets: `DEFAULT_SETTINGS` (30 examples of up to 15 steps) catches the classic handler bugs
-(a tombstone ignored, an update that forgets the old state, a cached object mutated) in
-seconds; run more in CI (`settings(DEFAULT_SETTINGS, max_examples=300, stateful_step_count=40)`).
+Budgets: `DEFAULT_SETTINGS` (30 examples of up to 15 steps, one failure shrunk, no explain
+phase) catches the classic handler bugs (a tombstone ignored, an update that forgets the
+old state, a cached object mutated), shrinking included, in seconds to tens of seconds; in
+CI run more (`settings(DEFAULT_SETTINGS, max_examples=300, stateful_step_count=40)`).
 
 Deliberate choices: the machine owns the loop, the server and the clock, so examples are
 hermetic; faults are lifted before settling rather than drained, since a fault waiting for

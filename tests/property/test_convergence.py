@@ -56,6 +56,18 @@ def test_the_pods_per_node_example_converges() -> None:
     EXAMPLE.test_pods_per_node_index_converges(SUITE)
 
 
+def _readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Property-testing your operator"):]
+    return section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+
+
+def test_the_readme_example_runs_and_converges() -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(_readme_example(), "README.md", "exec"), namespace)
+    namespace["test_the_mirror_converges"]()  # as written: the default budget
+
+
 # -- deliberately wrong handlers --------------------------------------------------------------
 
 
