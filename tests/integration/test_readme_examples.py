@@ -14,5 +14,5 @@ def _block(heading: str) -> str:
 
 async def test_testing_your_operator_example() -> None:
     namespace: dict[str, Any] = {}
-    exec(compile(_block("## Testing your operator"), "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(_block("## Testing your operator"), "README.md", "exec"), namespace)
     await namespace["test_my_handler"]()
