@@ -23,7 +23,10 @@ KinformerError
 ├── SelectorError                a label/field selector does not parse; the message names the part
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
-└── ShutDownError                get() on a shut-down, drained work queue
+├── ShutDownError                get() on a shut-down, drained work queue
+└── LeaderElectionError          leader election on a Lease (leaderelection.py)
+    ├── LeaderElectionConfigError   durations or identity invalid (also a ValueError)
+    └── LeadershipLostError      the lease was lost while leading; the guarded work was stopped
 ```
 
 Invariants:
@@ -257,3 +260,20 @@ class FIFOClosedError(KinformerError):
 
 class ShutDownError(KinformerError):
     """`get()` on a work queue that is shut down and has nothing left to hand out."""
+
+
+# -- leader election -----------------------------------------------------------------------
+
+
+class LeaderElectionError(KinformerError):
+    """Base class of leader election errors."""
+
+
+class LeaderElectionConfigError(LeaderElectionError, ValueError):
+    """The elector's settings break client-go's rules (lease_duration > renew_deadline >
+    1.2 * retry_period, all > 0) or name no identity, lease or namespace."""
+
+
+class LeadershipLostError(LeaderElectionError):
+    """Leadership was lost while leading: no renewal succeeded within renew_deadline, or
+    another holder took the lease. The guarded work has been cancelled and has finished."""
