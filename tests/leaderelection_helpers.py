@@ -246,11 +246,16 @@ class Timeline:
         return replica
 
     async def start(self, identity: str, **overrides: Any) -> Replica:
-        replica = self.add(identity, **overrides)
-        replica.started = True
-        self.tg.start_soon(self._run, replica)
+        """Start a replica (replacing a stopped one of that identity) and wait until all are idle."""
+        return (await self.start_together(identity, **overrides))[0]
+
+    async def start_together(self, *identities: str, **overrides: Any) -> list[Replica]:
+        replicas = [self.add(identity, **overrides) for identity in identities]
+        for replica in replicas:
+            replica.started = True
+            self.tg.start_soon(self._run, replica)
         await self.settle()
-        return replica
+        return replicas
 
     async def _run(self, replica: Replica) -> None:
         try:
@@ -329,8 +334,12 @@ async def timeline(clock: FakeClock, make_api: Callable[[str], Any], **defaults:
     try:
         async with anyio.create_task_group() as tg:
             tl = Timeline(clock, tg, make_api, **defaults)
-            yield tl
-            tg.cancel_scope.cancel()
+            try:
+                yield tl
+            finally:
+                for replica in tl.replicas.values():  # a held request would keep a shielded release waiting
+                    replica.api.heal()
+                tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:  # a failed assertion in the test body: show it as itself
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
