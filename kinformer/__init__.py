@@ -13,6 +13,9 @@ from kinformer.errors import (
     FIFOClosedError,
     KeyFuncError,
     KinformerError,
+    LeaderElectionConfigError,
+    LeaderElectionError,
+    LeadershipLostError,
     SelectorError,
     TooLargeResourceVersionError,
     TooManyRequestsError,
@@ -21,6 +24,7 @@ from kinformer.errors import (
 from kinformer.factory import InformerFactory
 from kinformer.fifo import Delta, DeltaFIFO, DeltaType
 from kinformer.informer import Event, EventHandlerRegistration, EventStream, SharedIndexInformer
+from kinformer.leaderelection import ElectionState, LeaderElector, Leadership
 from kinformer.lister import Lister
 from kinformer.listwatch import ListWatch
 from kinformer.objects import DeletedFinalStateUnknown, meta_namespace_key, split_key
@@ -37,6 +41,7 @@ __all__ = [
     "Delta",
     "DeltaFIFO",
     "DeltaType",
+    "ElectionState",
     "Event",
     "EventHandlerRegistration",
     "EventStream",
@@ -48,6 +53,11 @@ __all__ = [
     "KeyFuncError",
     "KinformerError",
     "LabelSelector",
+    "LeaderElectionConfigError",
+    "LeaderElectionError",
+    "LeaderElector",
+    "Leadership",
+    "LeadershipLostError",
     "ListWatch",
     "Lister",
     "Reflector",
