@@ -20,7 +20,7 @@ from kinformer.errors import (
 )
 from kinformer.leaderelection import ElectionState, LeaderElector, micro_time
 from kinformer.testing import FakeClock, eventually
-from tests.leaderelection_helpers import (
+from tests.leaderelection_harness import (
     LeaseStore,
     StoreApi,
     fake_time_of,

@@ -15,7 +15,7 @@ import pytest
 
 from kinformer import Resource
 from kinformer.testing import FakeApiServer, FakeClock
-from tests.leaderelection_helpers import Timeline, fake_time_of, timeline
+from tests.leaderelection_harness import Timeline, fake_time_of, timeline
 
 LD, RD, RP = 15.0, 10.0, 2.0
 MAX_WAIT = RP * (1 + 1.2)  # a candidate's longest wait between attempts
