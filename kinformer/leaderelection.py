@@ -111,9 +111,9 @@ from typing import Any, TypeVar
 import aiohttp
 import anyio
 import orjson
-import structlog
 from anyio.abc import TaskGroup
 
+from kinformer._logging import get_logger
 from kinformer.clock import REAL_CLOCK, Clock
 from kinformer.errors import (
     AlreadyStartedError,
@@ -212,7 +212,7 @@ class _MasterStatus:
             try:
                 self._gauge = Gauge("leader_election_master_status", self.HELP, ["name"])
             except ValueError:  # registered already by another copy of this module
-                structlog.get_logger("kinformer.leaderelection").warning(
+                get_logger("kinformer.leaderelection").warning(
                     "leader_election_master_status is registered elsewhere; not reporting it")
         if self._gauge is not None:
             self._gauge.labels(name=name).set(1 if leading else 0)
@@ -332,8 +332,7 @@ class LeaderElector:
         self._renew_by = 0.0
         self._lost: str | None = None
         self._scope: anyio.CancelScope | None = None
-        self.log = structlog.get_logger("kinformer.leaderelection").bind(
-            lease=f"{namespace}/{lease_name}", identity=identity)
+        self.log = get_logger("kinformer.leaderelection", lease=f"{namespace}/{lease_name}", identity=identity)
         _MASTER_STATUS.set(lease_name, False)
 
     def __repr__(self) -> str:
