@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
 import pytest
-import structlog.testing
 
 from kinformer import leaderelection
 from kinformer.errors import (
@@ -369,16 +369,18 @@ async def test_a_running_elector_cannot_be_started_twice(store: LeaseStore, cloc
         assert a.elector.is_leader()
 
 
-async def test_raising_callbacks_are_logged_and_ignored(clock: FakeClock, store: LeaseStore) -> None:
+async def test_raising_callbacks_are_logged_and_ignored(clock: FakeClock, store: LeaseStore,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     def boom(*_: Any) -> None:
         raise RuntimeError("user bug")
 
+    caplog.set_level(logging.INFO, logger="kinformer")
     elector = LeaderElector(StoreApi(store, "a"), NAME, NS, "a", clock=clock, on_started_leading=boom,
                             on_stopped_leading=boom, on_new_leader=boom)
-    with structlog.testing.capture_logs() as logs:
-        async with elector.leading():
-            assert elector.is_leader()
+    async with elector.leading():
+        assert elector.is_leader()
     assert store.spec(NS, NAME)["holderIdentity"] == "" and elector.state is ElectionState.STOPPED
+    logs = [r.kinformer for r in caplog.records if hasattr(r, "kinformer")]
     failed = [log["callback"] for log in logs if log["event"] == "leader election callback failed"]
     assert failed == ["on_new_leader", "on_started_leading", "on_stopped_leading"]
 
