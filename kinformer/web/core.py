@@ -94,7 +94,7 @@ if TYPE_CHECKING:
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 EVENT_STREAM = "text/event-stream"
-_TRUE = ("true", "1")
+_TRUE = ("1", "t", "true")  # Go's strconv.ParseBool, case-blind: kubernetes_asyncio sends "True"
 _NOT_FOUND = "the server could not find the requested resource"
 _BUILTIN = frozenset(BUILTIN_RESOURCES)
 _VERBS = ["get", "list", "watch"]
@@ -113,6 +113,8 @@ class Served:
     resource: Resource
     informer: SharedIndexInformer[Any] | None = None
     history: WatchHistory | None = None
+    ready: health.HealthCheck | None = None
+    live: health.HealthCheck | None = None
 
     @property
     def name(self) -> str:
@@ -184,8 +186,6 @@ class CacheApi:
         self._factory: InformerFactory | None = None
         self._snapshots: OrderedDict[int, _Snapshot] = OrderedDict()
         self._snapshot_ids = itertools.count(1)
-        self._ready: list[health.HealthCheck] = [health.HealthCheck("ping", health.ping)]
-        self._live: list[health.HealthCheck] = [health.HealthCheck("ping", health.ping)]
         self._metrics_error: str | None = "no informers bound yet"
         self.running = False
 
@@ -243,8 +243,8 @@ class CacheApi:
             if served.informer is None:
                 raise InvalidArgumentError(f"no informer for {served.resource} in the source")
             served.history = WatchHistory(served.informer, self.watch_history)
-            self._ready.append(health.informer_sync_check(served.name, served.informer))
-            self._live.append(health.informer_watch_check(served.name, served.informer, self.liveness, self.clock))
+            served.ready = health.informer_sync_check(served.name, served.informer)
+            served.live = health.informer_watch_check(served.name, served.informer, self.liveness, self.clock)
         self._register_metrics()
 
     def _register_metrics(self) -> None:
@@ -270,6 +270,17 @@ class CacheApi:
         if source is not None:
             self.bind(source)
         return _Running(self, start)
+
+    def readiness_checks(self) -> list[health.HealthCheck]:
+        """`ping` and one `informer-sync/<resource>` per served resource (failing while unbound)."""
+        checks = [health.HealthCheck("ping", health.ping)]
+        for served in self._served.values():
+            checks.append(served.ready or health.HealthCheck(f"informer-sync/{served.name}", _not_started))
+        return checks
+
+    def liveness_checks(self) -> list[health.HealthCheck]:
+        """`ping` and one `informer-watch/<resource>` per bound resource."""
+        return [health.HealthCheck("ping", health.ping), *(s.live for s in self._served.values() if s.live)]
 
     # -- requests -------------------------------------------------------------------------
 
@@ -304,9 +315,9 @@ class CacheApi:
             raise NotFoundError(404, "NotFound", _NOT_FOUND)
         head = parts[0]
         if head == "readyz":
-            return health.render("readyz", self._ready, "/".join(parts[1:]), params)
+            return health.render("readyz", self.readiness_checks(), "/".join(parts[1:]), params)
         if head in ("livez", "healthz"):
-            return health.render(head, self._live, "/".join(parts[1:]), params)
+            return health.render(head, self.liveness_checks(), "/".join(parts[1:]), params)
         if head == "metrics" and len(parts) == 1:
             return self._metrics()
         if head == "api":
@@ -381,7 +392,7 @@ class CacheApi:
         if len(rest) == 2:
             return self._get(served, informer, rest[1], namespace)
         request = _Request(namespace, *_selectors(params))
-        if _param(params, "watch") in _TRUE:
+        if _flag(params, "watch"):
             return self._watch(served, request, params, accept)
         return self._list(served, informer, request, params)
 
@@ -481,7 +492,7 @@ class CacheApi:
                               "(CacheApi.run)", retry_after=1)
         sse = EVENT_STREAM in accept
         rv = _param(params, "resourceVersion")
-        send_initial = _param(params, "sendInitialEvents") in _TRUE
+        send_initial = _flag(params, "sendInitialEvents")
         match = _param(params, "resourceVersionMatch")
         if send_initial and match != "NotOlderThan":
             raise InvalidError(422, "Invalid", "resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
@@ -494,7 +505,7 @@ class CacheApi:
             timeout = float(timeout_text) if timeout_text else self.default_watch_timeout
         except ValueError:
             raise InvalidError(400, "BadRequest", f"timeoutSeconds: invalid value {timeout_text!r}") from None
-        bookmarks = _param(params, "allowWatchBookmarks") in _TRUE
+        bookmarks = _flag(params, "allowWatchBookmarks")
         initial: list[Any] = []
         end_rv: str | None = None
         error: dict[str, Any] | None = None
@@ -561,6 +572,10 @@ class _Running:
         finally:
             await self._stack.__aexit__(None, None, None)
         return suppressed
+
+
+def _not_started() -> str:
+    return "informer not started yet"
 
 
 # -- watch streams ------------------------------------------------------------------------
@@ -639,6 +654,11 @@ async def _watch_stream(api: CacheApi, served: Served, history: WatchHistory, re
 def _param(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     values = params.get(name)
     return values[-1] if values else None
+
+
+def _flag(params: Mapping[str, Sequence[str]], name: str) -> bool:
+    value = _param(params, name)
+    return value is not None and value.lower() in _TRUE
 
 
 def _int_param(params: Mapping[str, Sequence[str]], name: str) -> int:

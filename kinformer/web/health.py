@@ -5,9 +5,13 @@ Checks (one per served informer, named after its resource: `pods`, `deployments.
 - `/readyz`: `ping` and `informer-sync/<resource>`, which passes once the informer's cache
   has synced. Never blocks: it reads `informer.health()`.
 - `/livez`: `ping` and `informer-watch/<resource>`, which fails when the informer was
-  started and has stopped, when its list/watch has been failing (`last_error` set) for at
-  least `failure_threshold` seconds (`failing_since`), or, with `stale_after` set, when the
-  informer has run that long with no list, event or bookmark (`last_progress`). An informer
+  started and has stopped; when its list/watch has been failing (`last_error` set) for at
+  least `failure_threshold` seconds (`failing_since`); when for that long no watch event or
+  bookmark arrived while errors kept coming (a server that answers lists but refuses
+  watches: each successful relist clears `last_error`, so the first rule alone would never
+  fire; the check compares the reflector's counters between calls, so it needs two calls
+  that far apart, which probes give); or, with `stale_after` set, when the informer has run
+  that long with no list, event or bookmark (`last_progress`). An informer
   that is retrying a refused watch stays alive for `failure_threshold` (a blip is not a
   reason to restart), then fails: the "zombie operator" whose watches are dead while the
   process looks fine. `stale_after` is off by default because a quiet resource on a server
@@ -73,9 +77,22 @@ class LivenessPolicy:
     (off by default: see the module docstring)."""
 
 
+class _WatchProgress:
+    """What an `informer-watch` check remembers between calls (probes come every few seconds)."""
+
+    __slots__ = ("errors", "errors_when_quiet", "first_seen", "progress", "quiet_since")
+
+    def __init__(self) -> None:
+        self.progress: int | None = None
+        self.quiet_since = 0.0
+        self.errors_when_quiet = 0
+        self.errors = 0
+        self.first_seen: float | None = None
+
+
 def informer_watch_check(name: str, informer: SharedIndexInformer[Any], policy: LivenessPolicy,
                          clock: Clock = REAL_CLOCK) -> HealthCheck:
-    first_seen: list[float] = []
+    seen = _WatchProgress()
 
     def check() -> str | None:
         health = informer.health()
@@ -84,15 +101,30 @@ def informer_watch_check(name: str, informer: SharedIndexInformer[Any], policy: 
         if not health.running:
             return "informer stopped"
         now = clock.now()
-        if not first_seen:
-            first_seen.append(now)
+        if seen.first_seen is None:
+            seen.first_seen = now
         if health.last_error is not None and health.failing_since is not None:
             failing = now - health.failing_since
             if failing >= policy.failure_threshold:
                 return (f"list/watch failing for {failing:.0f}s (threshold {policy.failure_threshold:.0f}s): "
                         f"{type(health.last_error).__name__}: {health.last_error}")
+        reflector = informer.reflector
+        if reflector is not None:
+            # A successful relist clears `last_error`, so a server that lists but refuses every
+            # watch never fails the check above: the cache is then refreshed only by relists,
+            # each after a backoff. Caught here: errors keep coming, no watch event or bookmark.
+            stats = reflector.stats
+            progress = stats.events + stats.bookmarks
+            if progress != seen.progress:
+                seen.progress, seen.quiet_since, seen.errors_when_quiet = progress, now, stats.errors
+            errors_before, seen.errors = seen.errors, stats.errors
+            quiet = now - seen.quiet_since
+            still_failing = health.last_error is not None or stats.errors > errors_before
+            if quiet >= policy.failure_threshold and stats.errors > seen.errors_when_quiet and still_failing:
+                return (f"no watch event or bookmark for {quiet:.0f}s (threshold {policy.failure_threshold:.0f}s) "
+                        f"while list/watch keeps failing ({stats.errors - seen.errors_when_quiet} errors)")
         if policy.stale_after is not None:
-            since = health.last_progress if health.last_progress is not None else first_seen[0]
+            since = health.last_progress if health.last_progress is not None else seen.first_seen
             quiet = now - since
             if quiet >= policy.stale_after:
                 return f"no list, event or bookmark for {quiet:.0f}s (threshold {policy.stale_after:.0f}s)"

@@ -7,10 +7,13 @@ watch of its own upstream (kube-apiserver's watch cache, in miniature).
 
 Invariants:
 - Positions (`seq`) count the notifications taken from the stream, in the order the
-  informer wrote them into its cache. `sync()` takes every pending notification
-  synchronously; reading the cache right after `sync()`, in the same synchronous step,
-  sees exactly the state the first `seq` notifications left: the informer writes its cache
-  and queues a notification in one step (informer.py). This is what makes a list and a
+  informer wrote them into its cache: per object, the order of its changes; across objects,
+  the DeltaFIFO's queue order (the key queued first is popped first, with all its deltas),
+  which can differ from resourceVersion order, as for any client-go informer's handlers.
+  `sync()` takes every pending notification synchronously; reading the cache right after
+  `sync()`, in the same synchronous step, sees exactly the state the first `seq`
+  notifications left: the informer writes its cache and queues a notification in one step
+  (informer.py). This is what makes a list and a
   later watch from its resourceVersion meet with nothing lost.
 - Notifications of the initial list (`is_in_initial_list`) are state, not changes: they are
   taken but not recorded (no list is served before the informer synced).
@@ -86,8 +89,11 @@ class WatchHistory:
         self.running = True
         try:
             async for event in self._stream:
+                before = self._seq
                 self._record(event)
                 self.sync()
+                if self._seq != before:
+                    self._wake()
         finally:
             self.running = False
             self._stream.close()

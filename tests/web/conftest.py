@@ -161,7 +161,7 @@ class AiohttpClient:
     async def start(self) -> None:
         root = web.Application()
         root.add_subapp(PREFIX + "/", aiohttp_app(self.cache))
-        self.runner = web.AppRunner(root, access_log=None, shutdown_timeout=0.5)
+        self.runner = web.AppRunner(root, access_log=None, shutdown_timeout=0.1)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
