@@ -92,12 +92,23 @@ def add_commands(sub: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a subcommand added by `add_commands`; the exit status."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="kinformer: %(message)s")
     command = {"get": _get, "watch": _watch, "serve": _serve}[args.command]
+    # kinformer's warnings (a failing list/watch) to stderr, for this command only.
+    logger = logging.getLogger("kinformer")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kinformer: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
     try:
         return anyio.run(_main, command, args)
     except KeyboardInterrupt:
         return 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 async def _main(command: Callable[[argparse.Namespace, Any, str], Any], args: argparse.Namespace) -> int:
