@@ -151,7 +151,8 @@ async def _connect(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -
     path, in_cluster_namespace = _kubeconfig_path(args)
     namespace = "default"
     if path is None:
-        config.load_incluster_config(client_configuration=configuration)
+        load_incluster: Any = config.load_incluster_config  # untyped in kubernetes_asyncio
+        load_incluster(client_configuration=configuration)
         namespace = in_cluster_namespace or namespace
     else:
         try:
@@ -159,8 +160,10 @@ async def _connect(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -
                                                    client_configuration=configuration, persist_config=False)
         except (OSError, config.ConfigException) as exc:
             raise KinformerError(f"cannot load the kubeconfig: {exc}") from exc
-        with contextlib.suppress(Exception):
-            namespace = loader.current_context["context"]["namespace"] or namespace
+        context: Any = loader.current_context
+        # A context without a namespace (or no current context) means "default", as for kubectl.
+        with contextlib.suppress(KeyError, TypeError):
+            namespace = context["context"]["namespace"] or namespace
     client = ApiClient(configuration)
     stack.push_async_callback(client.close)
     return client, namespace
