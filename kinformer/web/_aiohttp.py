@@ -34,7 +34,7 @@ def aiohttp_app(api: CacheApi) -> web.Application:
             # or RuntimeError on a closed transport): nothing left to send.
             pass
         finally:
-            await body.aclose()  # type: ignore[attr-defined]
+            await body.aclose()
         return response
 
     app = web.Application()

@@ -53,7 +53,7 @@ import base64
 import contextlib
 import itertools
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -608,7 +608,7 @@ def _bookmark(served: Served, rv: str, initial_end: bool = False) -> dict[str, A
 
 async def _watch_stream(api: CacheApi, served: Served, history: WatchHistory, request: _Request, start: int,
                         initial: list[Any], end_rv: str | None, error: dict[str, Any] | None, timeout: float,
-                        bookmarks: bool, sse: bool) -> AsyncIterator[bytes]:
+                        bookmarks: bool, sse: bool) -> AsyncGenerator[bytes, None]:
     def encode(kind: str, obj: Any) -> bytes:
         data = orjson.dumps({"type": kind, "object": obj})
         return b"data: " + data + b"\n\n" if sse else data + b"\n"

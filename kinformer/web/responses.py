@@ -8,7 +8,7 @@ reads the API server's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ class StreamResponse:
     `body` and closes it (`aclose`) when the client goes away."""
 
     status: int
-    body: AsyncIterator[bytes]
+    body: AsyncGenerator[bytes, None]
     content_type: str = JSON
     headers: Mapping[str, str] = field(default_factory=dict)
 

@@ -4,7 +4,7 @@ without losing a change (randomised, with relists), 410s, bookmarks, server-sent
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -27,7 +27,7 @@ async def next_events(stream: AsyncIterator[bytes], count: int, timeout: float =
     return out
 
 
-def stream_of(cache: CacheApi, path: str, *query: tuple[str, str], accept: str = "") -> AsyncIterator[bytes]:
+def stream_of(cache: CacheApi, path: str, *query: tuple[str, str], accept: str = "") -> AsyncGenerator[bytes, None]:
     reply = cache.handle("GET", path, [("watch", "true"), *query], {"Accept": accept} if accept else None)
     assert isinstance(reply, StreamResponse), reply
     return reply.body
@@ -139,7 +139,7 @@ async def test_list_then_watch_from_its_resource_version_misses_nothing(seed: in
                             event = orjson.loads(await stream.__anext__())
                             assert event["type"] != "ERROR", event
                             _apply(state, event)
-                    await stream.aclose()  # type: ignore[attr-defined]
+                    await stream.aclose()
         finally:
             await client.close()
 
