@@ -223,9 +223,12 @@ def _resource(name: str) -> Resource:
 
 
 def _namespace(args: argparse.Namespace, resource: Resource, default: str) -> str | None:
+    """The namespace to list, None for all (`-A`, or `-n ""`: an empty namespace is every
+    namespace, as in the API's paths, never a namespace named "")."""
     if not resource.namespaced or args.all_namespaces:
         return None
-    return args.namespace if args.namespace is not None else default
+    namespace: str = args.namespace if args.namespace is not None else default
+    return namespace or None
 
 
 async def _synced_informer(args: argparse.Namespace, factory: InformerFactory, resource: Resource,

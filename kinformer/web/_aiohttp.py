@@ -29,9 +29,9 @@ def aiohttp_app(api: CacheApi) -> web.Application:
             await response.prepare(request)
             async for chunk in body:
                 await response.write(chunk)
-        except (ConnectionError, RuntimeError):
-            # The client went away (aiohttp raises ClientConnectionResetError, a ConnectionError,
-            # or RuntimeError on a closed transport): nothing left to send.
+        except ConnectionError:
+            # The client went away (aiohttp's ClientConnectionResetError is a ConnectionResetError):
+            # nothing left to send.
             pass
         finally:
             await body.aclose()

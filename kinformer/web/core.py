@@ -152,7 +152,8 @@ class CacheApi:
     `CacheApi(["pods", "deployments"])` says what to serve; `async with cache.run(factory):`
     creates (through `factory.informer`) and, by default, starts the informers, and runs
     the watch histories. `bind(source)` binds without running, for an application that
-    runs its factory itself (then `run(start=False)`).
+    runs its factory itself (then `run(start=False)`). A `CacheApi` is bound and run once,
+    like the informers it serves.
     """
 
     def __init__(

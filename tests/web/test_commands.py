@@ -53,6 +53,9 @@ def test_get_with_selectors_wide_and_all_namespaces(capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, "get", "deployments.apps", "--fake", "-A")
     assert out.splitlines()[0].split() == ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert column(out, 1) == ["web", "api"]
+    code, out, _ = run(capsys, "get", "pods", "--fake", "-n", "", "-l", "app=api")  # "" is every namespace
+    assert (out.splitlines()[0].split()[0], column(out, 1)) == ("NAMESPACE", [
+        "api-00000000", "api-00000003", "api-00000006"])
     code, out, _ = run(capsys, "get", "ns", "--fake")
     assert (out.splitlines()[0].split(), column(out, 0)) == (["NAME", "AGE"], ["default", "team-a", "team-b"])
 
@@ -159,3 +162,14 @@ def test_wait_for_the_reason_when_a_cluster_is_unreachable(capsys: pytest.Captur
     assert "namespace=team-a" in err  # the context's namespace was used
 
 
+
+
+def test_watch_draws_a_live_table_on_a_terminal(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run(capsys, "watch", "pods", "--fake", "--fake-churn", "50", "--max-events", "7", "-A")
+    assert code == 0
+    assert "RESOURCE VERSION" in out and "NAMESPACE" in out
+    assert "pods: 9 cached" in out and "web-00000008" in out
+    assert "MODIFIED" not in out  # a table of the cache, not event lines
