@@ -554,7 +554,7 @@ class _Running:
                 tg.start_soon(s.informer.run)
         for s in served:
             assert s.history is not None
-            s.history.running = True  # before any request: a watch may arrive before the task's first step
+            s.history.start()  # before any request: a watch may arrive before the task's first step
             tg.start_soon(s.history.run)
         api.running = True
         return api

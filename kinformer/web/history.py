@@ -32,8 +32,9 @@ Invariants:
   as with kube-apiserver after compaction. A watcher that falls more than `capacity`
   notifications behind is ended the same way.
 
-`run()` consumes the stream (and wakes waiting watchers) until the informer stops; the
-stream is registered at construction, so `sync()` works even before `run()` starts.
+`start()` registers the stream (the cache API does so when it starts running) and `run()`
+consumes it, waking waiting watchers, until the informer stops; `sync()` also drains it, so
+a list never waits for the consumer task.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class WatchHistory:
             raise InvalidArgumentError(f"capacity must be at least 1, not {capacity}")
         self.informer = informer
         self.capacity = capacity
-        self._stream: EventStream[Any] = informer.events(max_pending=max(1024, capacity))
+        self._stream: EventStream[Any] | None = None
         self._changes: deque[Change] = deque()
         self._seq = 0
         self._newest_rv = ""
@@ -84,11 +85,23 @@ class WatchHistory:
 
     # -- feeding --------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Register the history's event stream with the informer (what `run()` consumes).
+
+        Until then the history holds nothing and asks nothing of the informer, so an
+        informer's `idle()` is not held up by a cache API that is not running.
+        """
+        if self._stream is None:
+            self._stream = self.informer.events(max_pending=max(1024, self.capacity))
+        self.running = True
+
     async def run(self) -> None:
         """Take notifications as they come and wake watchers, until the informer stops."""
-        self.running = True
+        self.start()
+        stream = self._stream
+        assert stream is not None
         try:
-            async for event in self._stream:
+            async for event in stream:
                 before = self._seq
                 self._record(event)
                 self.sync()
@@ -96,14 +109,17 @@ class WatchHistory:
                     self._wake()
         finally:
             self.running = False
-            self._stream.close()
+            stream.close()
             self._wake()
 
     def close(self) -> None:
-        self._stream.close()
+        if self._stream is not None:
+            self._stream.close()
 
     def sync(self) -> int:
         """Take every pending notification now; returns the current position."""
+        if self._stream is None:
+            return self._seq
         get = self._stream.get_nowait
         before = self._seq
         event = get()

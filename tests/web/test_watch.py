@@ -240,3 +240,26 @@ async def test_watch_over_http_from_aiohttp_ends_at_timeout(env: Env) -> None:
         raise
     finally:
         await http.stop()
+
+
+async def test_the_cache_api_does_not_hold_up_informer_idleness(fake_api_server: FakeApiServer) -> None:
+    """Bound but not running, the API registers nothing with the informer; running, its
+    history drains as events come, so `wait_idle` settles either way."""
+    server = fake_api_server
+    server.create("pods", pod("a", "default", app="x"))
+    client = server.api_client()
+    try:
+        factory = InformerFactory(client)
+        bound = CacheApi(["pods"], metrics_registry=CollectorRegistry())
+        bound.bind(factory)
+        async with factory:
+            informer = factory.informer("pods")
+            server.create("pods", pod("b", "default", app="x"))
+            await informer.wait_idle(resource_version=server.resource_version)
+            running = CacheApi(["pods"], metrics_registry=CollectorRegistry())
+            async with running.run([informer], start=False):
+                server.create("pods", pod("c", "default", app="x"))
+                await informer.wait_idle(resource_version=server.resource_version)
+                assert [i["metadata"]["name"] for i in listing(running, "/api/v1/pods")["items"]] == ["a", "b", "c"]
+    finally:
+        await client.close()
