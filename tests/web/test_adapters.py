@@ -3,8 +3,13 @@ the informers with the app and stop them with it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import aiohttp
+import anyio
 import httpx
+import pytest
 from aiohttp import web
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -60,3 +65,25 @@ async def test_aiohttp_cleanup_ctx_runs_the_factory(fake_api_server: FakeApiServ
         assert not cache.running and not pods.health().running
     finally:
         await client.close()
+
+
+async def test_the_readmes_fastapi_example_runs_as_written(fake_api_server: FakeApiServer,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_api_server.create("pods", pod("web-1", "default", app="web"))
+    monkeypatch.setenv("KUBECONFIG", fake_api_server.kubeconfig_path())  # what load_kube_config() reads
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
+    source = readme.split("## Serving caches over HTTP")[1].split("```python")[1].split("```")[0]
+    assert len(source.strip().splitlines()) <= 20
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "README.md", "exec"), namespace)
+    app = namespace["app"]
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                                     base_url="http://test") as http:
+        async def ready() -> bool:
+            return (await http.get("/k8s/readyz")).status_code == 200
+
+        with anyio.fail_after(10):
+            while not await ready():  # noqa: ASYNC110 - the example's informers sync in the background
+                await anyio.sleep(0.01)
+        body = (await http.get("/k8s/api/v1/pods", params={"labelSelector": "app=web"})).json()
+        assert [i["metadata"]["name"] for i in body["items"]] == ["web-1"]
