@@ -70,7 +70,10 @@ async def test_aiohttp_cleanup_ctx_runs_the_factory(fake_api_server: FakeApiServ
 async def test_the_readmes_fastapi_example_runs_as_written(fake_api_server: FakeApiServer,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     fake_api_server.create("pods", pod("web-1", "default", app="web"))
-    monkeypatch.setenv("KUBECONFIG", fake_api_server.kubeconfig_path())  # what load_kube_config() reads
+    from kubernetes_asyncio.config import kube_config
+
+    # What load_kube_config() reads: $KUBECONFIG, captured when kubernetes_asyncio is imported.
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", fake_api_server.kubeconfig_path())
     readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
     source = readme.split("## Serving caches over HTTP")[1].split("```python")[1].split("```")[0]
     assert len(source.strip().splitlines()) <= 20
