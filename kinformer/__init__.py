@@ -46,7 +46,7 @@ from kinformer.informer import (
 from kinformer.leaderelection import ElectionState, LeaderElector, Leadership
 from kinformer.lister import Lister, TypedLister
 from kinformer.listwatch import ListWatch
-from kinformer.metrics import MetricsProvider, PrometheusMetricsProvider
+from kinformer.metrics import InformerMetrics, MetricsProvider, PrometheusMetricsProvider, informer_metrics
 from kinformer.objects import DeletedFinalStateUnknown, KubeObject, meta_namespace_key, split_key
 from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, OnUpdate
 from kinformer.ratelimit import (
@@ -93,6 +93,7 @@ __all__ = [
     "Indexer",
     "InformerFactory",
     "InformerHealth",
+    "InformerMetrics",
     "ItemExponentialFailureRateLimiter",
     "ItemFastSlowRateLimiter",
     "KeyFuncError",
@@ -136,6 +137,7 @@ __all__ = [
     "WithMaxWaitRateLimiter",
     "WorkQueue",
     "default_controller_rate_limiter",
+    "informer_metrics",
     "meta_namespace_key",
     "namespace_index_func",
     "split_key",

@@ -1,4 +1,6 @@
-"""The `kinformer` command: `kinformer demo` (and `kinformer fake-server`).
+"""The `kinformer` command: `kinformer demo`, `get`, `watch`, `serve` (and `kinformer fake-server`).
+
+`get`, `watch` and `serve` are in `kinformer._commands`.
 
 A subcommand that needs an extra that is not installed exits with status 2 and one line on
 stderr naming the extra (`pip install 'kinformer[demo]'`), not a traceback.
@@ -11,6 +13,7 @@ import asyncio
 import sys
 
 from kinformer import __version__
+from kinformer._commands import add_commands, run_command
 from kinformer.errors import MissingExtraError
 
 
@@ -31,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--plain", action="store_true",
                       help="no live table: log lines as they happen, then the final table (the default "
                            "when stdout is not a terminal)")
+    add_commands(sub)
     from kinformer.testing import _cli as fake_server
 
     server = sub.add_parser("fake-server", help="serve a fake API server (same as python -m kinformer.testing)",
                             description="kinformer's fake Kubernetes API server; prints a kubeconfig for kubectl")
     fake_server.add_arguments(server)
     args = parser.parse_args(argv)
+    if args.command in ("get", "watch", "serve"):
+        return run_command(args)
     if args.command == "demo":
         try:
             from kinformer._demo import run_demo

@@ -1,4 +1,10 @@
-"""Work-queue metrics with client-go's names, through a pluggable provider.
+"""Work-queue and informer metrics with client-go's names.
+
+Informer metrics (`InformerMetrics`, `informer_metrics(registry)`) are at the end of this
+module: client-go v0.36's `informer_*` series, read from the informers at scrape time
+except the processing latency (see `InformerMetrics`).
+
+Work queues record through a pluggable provider.
 
 The series are controller-runtime's (`pkg/metrics/workqueue.go`), so existing dashboards and
 alerts work unchanged:
@@ -51,6 +57,9 @@ from kinformer.clock import Clock, RealClock
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
+
+    from kinformer.factory import InformerFactory
+    from kinformer.informer import SharedIndexInformer
 
 T = TypeVar("T", bound=Hashable)
 
@@ -185,16 +194,26 @@ class _Value:
 class _Histogram:
     """A histogram child: per-bucket counts (the last is +Inf) and the sum."""
 
-    __slots__ = ("counts", "sum")
+    __slots__ = ("buckets", "counts", "sum")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
+    def __init__(self, buckets: tuple[float, ...] = BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
         # Go's buckets are upper-inclusive (`le`): bisect_left finds the first bound >= value.
-        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.counts[bisect_left(self.buckets, value)] += 1
         self.sum += value
+
+    def cumulative(self, labels: list[str]) -> tuple[list[tuple[str, float]], float]:
+        """(le, cumulative count) pairs and the sum, for a `HistogramMetricFamily`."""
+        counts, total, out = list(self.counts), self.sum, []
+        running = 0
+        for bound, count in zip(labels, counts, strict=True):
+            running += count
+            out.append((bound, float(running)))
+        return out, total
 
 
 _HELP = {
@@ -306,11 +325,7 @@ class _Collector:
         for series in (QUEUE_DURATION, WORK_DURATION):
             family = HistogramMetricFamily(series, _HELP[series], labels=labels)
             for name, hist in list(histograms[series].items()):
-                counts, total, cumulative = list(hist.counts), hist.sum, []
-                running = 0
-                for bound, count in zip(bounds, counts, strict=True):
-                    running += count
-                    cumulative.append((bound, float(running)))
+                cumulative, total = hist.cumulative(bounds)
                 family.add_metric([name, name], cumulative, total)
             yield family
         for series in (UNFINISHED_WORK, LONGEST_RUNNING_PROCESSOR):
@@ -424,3 +439,182 @@ def retry_metric(provider: MetricsProvider | None, name: str) -> CounterMetric |
     if isinstance(provider, NoopMetricsProvider):
         return None
     return provider.new_retries_metric(name)
+
+
+# -- informer metrics -----------------------------------------------------------------------
+
+INFORMER_QUEUED_ITEMS = "informer_queued_items"
+INFORMER_PROCESSING_LATENCY = "informer_processing_latency_seconds"
+INFORMER_STORE_RESOURCE_VERSION = "informer_store_resource_version"
+INFORMER_CACHED_ITEMS = "informer_cached_items"
+
+INFORMER_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""component-base's `fifoProcessingLatency` buckets."""
+
+_INFORMER_LE_LABELS = [*(repr(b).removesuffix(".0") for b in INFORMER_BUCKETS), "+Inf"]
+
+_INFORMER_HELP = {
+    INFORMER_QUEUED_ITEMS: "Number of items currently queued in the FIFO.",
+    INFORMER_PROCESSING_LATENCY: "Time taken to process events after popping from the queue.",
+    INFORMER_STORE_RESOURCE_VERSION: "The 15 least significant digits of the resource version of the store.",
+    INFORMER_CACHED_ITEMS: "Number of objects in the informer's cache.",
+}
+
+
+def store_resource_version_value(rv: str) -> float:
+    """client-go's gauge value for a resourceVersion: its 15 least significant digits (an
+    etcd revision can outgrow a float's exact integers); 0 for an empty or non-numeric RV."""
+    return float(int(rv[-15:])) if rv.isdigit() else 0.0
+
+
+class _InformerEntry:
+    __slots__ = ("factory", "histogram", "informer", "labels")
+
+    def __init__(self, labels: tuple[str, str, str, str], informer: SharedIndexInformer[Any] | None,
+                 factory: InformerFactory | None) -> None:
+        self.labels = labels
+        self.informer: weakref.ref[SharedIndexInformer[Any]] | None = (
+            weakref.ref(informer) if informer is not None else None)
+        self.factory: weakref.ref[InformerFactory] | None = weakref.ref(factory) if factory is not None else None
+        self.histogram = _Histogram(INFORMER_BUCKETS)
+
+
+class InformerMetrics:
+    """client-go v0.36's informer series (`component-base/metrics/prometheus/clientgo/fifo`),
+    plus kinformer's cache size, for the informers registered here.
+
+    | series | type | value |
+    |---|---|---|
+    | `informer_queued_items` | gauge | keys waiting in the DeltaFIFO (at scrape time) |
+    | `informer_processing_latency_seconds` | histogram | each popped key's cache write and hand-out |
+    | `informer_store_resource_version` | gauge | last synced RV, 15 least significant digits (at scrape) |
+    | `informer_cached_items` | gauge | objects in the cache (at scrape time; not in client-go) |
+
+    Labels are `name` (who owns the informer: a component name, "kinformer" by default),
+    `group`, `version`, `resource`. As in client-go, one (name, group, version, resource)
+    is published once: `register` of a second informer with the same labels returns False
+    and records nothing for it (give it another `name`). Informers are held weakly.
+
+    The store RV is the reflector's (`last_sync_resource_version`): the cache is at that RV
+    whenever `informer_queued_items` is 0, and behind it by what is queued otherwise.
+
+    One `InformerMetrics` per registry (`informer_metrics(registry)` returns it); needs the
+    `metrics` extra.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        try:
+            import prometheus_client
+        except ImportError as exc:
+            from kinformer.errors import MissingExtraError
+
+            raise MissingExtraError("informer metrics", "prometheus_client", "metrics") from exc
+        self.registry = registry if registry is not None else prometheus_client.REGISTRY
+        self._entries: dict[tuple[str, str, str, str], _InformerEntry] = {}
+        self._factories: list[tuple[weakref.ref[InformerFactory], str]] = []
+        self.registry.register(_InformerCollector(self))
+
+    @staticmethod
+    def _labels(informer: SharedIndexInformer[Any], name: str) -> tuple[str, str, str, str]:
+        res = informer.list_watch.resource
+        return (name, res.group, res.version, res.plural)
+
+    def register(self, informer: SharedIndexInformer[Any], name: str = "kinformer") -> bool:
+        """Publish `informer`'s series under `name`; False if those labels are taken by another
+        informer (the same informer again is a no-op that returns True)."""
+        labels = self._labels(informer, name)
+        entry = self._entries.get(labels)
+        if entry is not None:
+            current = entry.informer() if entry.informer is not None else None
+            if current is informer:
+                return True
+            if current is not None:
+                return False
+        entry = _InformerEntry(labels, informer, None)
+        self._entries[labels] = entry
+        informer.processing_latency = entry.histogram
+        return True
+
+    def register_factory(self, factory: InformerFactory, name: str = "kinformer") -> None:
+        """Publish every informer of `factory`, including those it creates later (each is
+        registered when it is first seen: at this call, then at each scrape)."""
+        self._factories.append((weakref.ref(factory), name))
+        self._adopt()
+
+    def _adopt(self) -> None:
+        alive = []
+        for ref, name in self._factories:
+            factory = ref()
+            if factory is None:
+                continue
+            alive.append((ref, name))
+            for informer in factory.informers.values():
+                self.register(informer, name)
+        self._factories = alive
+
+    def _live(self) -> list[tuple[tuple[str, str, str, str], SharedIndexInformer[Any], _Histogram]]:
+        self._adopt()
+        out = []
+        for labels, entry in list(self._entries.items()):
+            informer = entry.informer() if entry.informer is not None else None
+            if informer is None:
+                del self._entries[labels]
+                continue
+            out.append((labels, informer, entry.histogram))
+        return out
+
+
+class _InformerCollector:
+    def __init__(self, metrics: InformerMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return list(self._families([]))
+
+    def collect(self) -> Iterator[Any]:
+        return self._families(self._metrics._live())
+
+    def _families(self, live: list[tuple[tuple[str, str, str, str], SharedIndexInformer[Any], _Histogram]],
+                  ) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+        labels = ["name", "group", "version", "resource"]
+        queued = GaugeMetricFamily(INFORMER_QUEUED_ITEMS, _INFORMER_HELP[INFORMER_QUEUED_ITEMS], labels=labels)
+        latency = HistogramMetricFamily(INFORMER_PROCESSING_LATENCY, _INFORMER_HELP[INFORMER_PROCESSING_LATENCY],
+                                        labels=labels)
+        rv = GaugeMetricFamily(INFORMER_STORE_RESOURCE_VERSION, _INFORMER_HELP[INFORMER_STORE_RESOURCE_VERSION],
+                               labels=labels)
+        cached = GaugeMetricFamily(INFORMER_CACHED_ITEMS, _INFORMER_HELP[INFORMER_CACHED_ITEMS], labels=labels)
+        for values, informer, histogram in live:
+            label_values = list(values)
+            queued.add_metric(label_values, float(informer.queued))
+            buckets, total = histogram.cumulative(_INFORMER_LE_LABELS)
+            latency.add_metric(label_values, buckets, total)
+            rv.add_metric(label_values, store_resource_version_value(informer.last_sync_resource_version))
+            cached.add_metric(label_values, float(len(informer.indexer)))
+        yield queued
+        yield latency
+        yield rv
+        yield cached
+
+
+_informer_metrics: weakref.WeakKeyDictionary[Any, InformerMetrics] = weakref.WeakKeyDictionary()
+
+
+def informer_metrics(registry: CollectorRegistry | None = None) -> InformerMetrics:
+    """The `InformerMetrics` of `registry` (the global one by default), created on first use.
+
+    Raises `MissingExtraError` without prometheus_client.
+    """
+    if registry is None:
+        try:
+            import prometheus_client
+        except ImportError as exc:
+            from kinformer.errors import MissingExtraError
+
+            raise MissingExtraError("informer metrics", "prometheus_client", "metrics") from exc
+        registry = prometheus_client.REGISTRY
+    found = _informer_metrics.get(registry)
+    if found is None:
+        found = _informer_metrics[registry] = InformerMetrics(registry)
+    return found
