@@ -34,8 +34,9 @@ The transitions (`transition`, tested as a table in tests/test_reflector_states.
 
 "Progress" is an event received (bookmarks count, as in client-go), or a watch that lasted
 `short_watch` (1 s). "The relist" is Listing("0") before the first sync, else
-Listing(last RV, NotOlderThan), or the StreamingList equivalent when streaming lists are on. Every list after a 410 / too-large
-error uses RV "" until one succeeds; the round after that goes back to the last synced RV.
+Listing(last RV, NotOlderThan), or the StreamingList equivalent when streaming lists are on.
+Every list after a 410 / too-large error uses RV "" until one succeeds; the round after that
+goes back to the last synced RV.
 
 What each request sends (client-go's reflector): LIST pages of `page_size` (500) at one
 resourceVersion, applied page by page through `DeltaFIFO.start_replace()` so a relist never
