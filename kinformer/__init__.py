@@ -7,6 +7,16 @@ decoded once by orjson. README.md gives the tour; each module's docstring states
 __version__ = "0.1.0"
 
 from kinformer.backoff import Backoff
+from kinformer.controller import (
+    Controller,
+    ControllerState,
+    ControllerStats,
+    Request,
+    Result,
+    Shutdown,
+    owner_requests,
+    shutdown_on_signal,
+)
 from kinformer.errors import (
     AlreadyStartedError,
     ApiError,
@@ -20,9 +30,11 @@ from kinformer.errors import (
     KinformerError,
     NotFoundError,
     QueueEmptyError,
+    ReconcileTimeoutError,
     SelectorError,
     ShutDownError,
     StoppedError,
+    TerminalError,
     TooLargeResourceVersionError,
     TooManyRequestsError,
     TransformError,
@@ -42,7 +54,7 @@ from kinformer.informer import (
 )
 from kinformer.lister import Lister, TypedLister
 from kinformer.listwatch import ListWatch
-from kinformer.metrics import MetricsProvider, PrometheusMetricsProvider
+from kinformer.metrics import ControllerMetricsProvider, MetricsProvider, PrometheusMetricsProvider
 from kinformer.objects import DeletedFinalStateUnknown, KubeObject, meta_namespace_key, split_key
 from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, OnUpdate
 from kinformer.ratelimit import (
@@ -68,6 +80,10 @@ __all__ = [
     "Backoff",
     "BucketRateLimiter",
     "CacheSyncTimeoutError",
+    "Controller",
+    "ControllerMetricsProvider",
+    "ControllerState",
+    "ControllerStats",
     "DelayingQueue",
     "DeletedFinalStateUnknown",
     "Delta",
@@ -106,16 +122,21 @@ __all__ = [
     "QueueEmptyError",
     "RateLimiter",
     "RateLimitingQueue",
+    "ReconcileTimeoutError",
     "Reflector",
     "ReflectorConfig",
     "ReflectorHealth",
     "ReflectorStats",
+    "Request",
     "Resource",
+    "Result",
     "SelectorError",
     "SharedIndexInformer",
     "ShutDownError",
+    "Shutdown",
     "StoppedError",
     "SyncResult",
+    "TerminalError",
     "TooLargeResourceVersionError",
     "TooManyRequestsError",
     "TransformError",
@@ -128,6 +149,8 @@ __all__ = [
     "default_controller_rate_limiter",
     "meta_namespace_key",
     "namespace_index_func",
+    "owner_requests",
+    "shutdown_on_signal",
     "split_key",
     "to_model",
 ]
