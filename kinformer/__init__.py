@@ -28,6 +28,9 @@ from kinformer.errors import (
     HandlerSignatureError,
     KeyFuncError,
     KinformerError,
+    LeaderElectionConfigError,
+    LeaderElectionError,
+    LeadershipLostError,
     NotFoundError,
     QueueEmptyError,
     ReconcileTimeoutError,
@@ -52,6 +55,7 @@ from kinformer.informer import (
     InformerHealth,
     SharedIndexInformer,
 )
+from kinformer.leaderelection import ElectionState, LeaderElector, Leadership
 from kinformer.lister import Lister, TypedLister
 from kinformer.listwatch import ListWatch
 from kinformer.metrics import ControllerMetricsProvider, MetricsProvider, PrometheusMetricsProvider
@@ -89,6 +93,7 @@ __all__ = [
     "Delta",
     "DeltaFIFO",
     "DeltaType",
+    "ElectionState",
     "Event",
     "EventHandler",
     "EventHandlerRegistration",
@@ -110,6 +115,11 @@ __all__ = [
     "KinformerError",
     "KubeObject",
     "LabelSelector",
+    "LeaderElectionConfigError",
+    "LeaderElectionError",
+    "LeaderElector",
+    "Leadership",
+    "LeadershipLostError",
     "ListWatch",
     "Lister",
     "MaxOfRateLimiter",

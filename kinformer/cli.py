@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--plain", action="store_true",
                       help="no live table: log lines as they happen, then the final table (the default "
                            "when stdout is not a terminal)")
-    server = sub.add_parser("fake-server", help="serve the fake API server (see python -m kinformer.testing)")
-    server.add_argument("rest", nargs=argparse.REMAINDER)
+    from kinformer.testing import _cli as fake_server
+
+    server = sub.add_parser("fake-server", help="serve a fake API server (same as python -m kinformer.testing)",
+                            description="kinformer's fake Kubernetes API server; prints a kubeconfig for kubectl")
+    fake_server.add_arguments(server)
     args = parser.parse_args(argv)
     if args.command == "demo":
         try:
@@ -44,10 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args))
         except KeyboardInterrupt:
             return 0
-    from kinformer.testing.server import main as server_main
-
-    server_main(args.rest)
-    return 0
+    return fake_server.run(args)
 
 
 if __name__ == "__main__":

@@ -539,8 +539,10 @@ class Reflector:
             else:  # ERROR
                 await self._queue(changes, session, rv)
                 status = event.object
-                code = int(status.get("code") or 500)
-                raise api_error_from_status(code, status)
+                if status.get("kind") != "Status":  # say nothing it holds: it may be anything
+                    status = {"message": "watch ERROR event whose object is not a Status"}
+                code = status.get("code")
+                raise api_error_from_status(code if isinstance(code, int) and code >= 400 else 500, status)
         await self._queue(changes, session, rv)
 
     def _unexpected(self, obj: Any) -> None:
