@@ -78,6 +78,17 @@ guards; a second signal ends the grace at once.
 `run()` may be called again after it ended (a new queue, new registrations, the caches
 replayed as initial adds), so a leader-election loop can run it each time it leads.
 
+Leader election. `run(leader_election=elector)` campaigns (`elector.leading()`), then runs
+while leading; losing the lease is a cancellation like any other, and `run()` then raises
+`LeadershipLostError` once everything has stopped. Several controllers share one elector by
+running inside the caller's `async with elector.leading():` with `leader_election=elector`
+each (an elector already campaigning or leading is not entered again). Either way the grace
+period is cut to `elector.safe_time_left()` minus `LEADER_SAFETY_MARGIN` (1 s), so reconciles
+in flight are cancelled before another replica can possibly lead: a lease lost to the renew
+deadline leaves about lease_duration - renew_deadline - retry_period (3 s with 15/10/2), one
+seen held by another leaves nothing. Informers are not gated: a standby replica keeps its
+caches warm (the caller runs them), and its controller reconciles everything once it leads.
+
 Logging. Every log line inside `reconcile` carries `controller`, `key` and `attempt`: they
 are bound with `structlog.contextvars` around the call, so they reach any structlog logger
 whose processors include `merge_contextvars` (structlog's default configuration does), in
@@ -119,6 +130,7 @@ from kinformer.errors import (
     TerminalError,
 )
 from kinformer.informer import EventHandlerRegistration, SharedIndexInformer
+from kinformer.leaderelection import ElectionState, LeaderElector
 from kinformer.metrics import ControllerMetrics, MetricsProvider, controller_metrics
 from kinformer.objects import DeletedFinalStateUnknown, split_key
 from kinformer.ratelimit import RateLimiter, default_controller_rate_limiter
@@ -169,6 +181,10 @@ class Result:
             raise InvalidArgumentError("Result takes requeue_after or requeue, not both")
 
 
+LEADER_SAFETY_MARGIN = 1.0
+"""Seconds kept between the end of a leader-elected controller's shutdown and the earliest
+moment another replica could lead (a write already sent needs time to land)."""
+
 Reconcile = Callable[[Request], Awaitable[Result | None]]
 MapFunc = Callable[[Any], Iterable[Request]]
 
@@ -176,6 +192,8 @@ MapFunc = Callable[[Any], Iterable[Request]]
 class ControllerState(enum.Enum):
     IDLE = "idle"
     """Not running: never started, or `run()` has returned."""
+    CANDIDATE = "candidate"
+    """`run(leader_election=...)` is waiting to lead; no handlers registered yet."""
     SYNCING = "syncing"
     """Handlers registered; waiting for the caches to sync."""
     RUNNING = "running"
@@ -387,6 +405,7 @@ class Controller:
         self._stopping = False
         self._idle = 0
         self._tg: anyio.abc.TaskGroup | None = None
+        self._elector: LeaderElector | None = None
         self._results: Counter[str] = Counter()
         self._errors = self._terminal_errors = self._timeouts = self._active = 0
 
@@ -488,16 +507,31 @@ class Controller:
 
     # -- running ----------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, leader_election: LeaderElector | None = None) -> None:
         """Register, wait for the caches, reconcile until cancelled, then stop gracefully.
 
+        With `leader_election`, only while that elector leads (module docstring, "Leader
+        election"): it campaigns first unless the caller already runs it (`elector.leading()`).
         Raises `AlreadyStartedError` if it is running, `CacheSyncTimeoutError` if the caches
-        did not sync within `cache_sync_timeout`. Cancellation propagates once everything ended.
+        did not sync within `cache_sync_timeout`, `LeadershipLostError` once stopped after the
+        lease was lost. Cancellation propagates once everything ended.
         """
         if self._state is not ControllerState.IDLE:
             raise AlreadyStartedError(f"controller {self.name!r} is already running")
         if not self._sources:
             raise InvalidArgumentError(f"controller {self.name!r} watches nothing")
+        if leader_election is None or leader_election.state is not ElectionState.STOPPED:
+            await self._run(leader_election)
+            return
+        self._state = ControllerState.CANDIDATE
+        try:
+            async with leader_election.leading():
+                await self._run(leader_election)
+        finally:
+            self._state = ControllerState.IDLE
+
+    async def _run(self, elector: LeaderElector | None) -> None:
+        self._elector = elector
         self._state = ControllerState.SYNCING
         queue: RateLimitingQueue[Request] = RateLimitingQueue(
             self.rate_limiter if self.rate_limiter is not None else default_controller_rate_limiter(self._clock),
@@ -522,6 +556,7 @@ class Controller:
             self._low.clear()
             self._all_pending.clear()
             self._queue = None
+            self._elector = None
             self._state = ControllerState.IDLE
             self.log.info("controller stopped")
 
@@ -595,19 +630,22 @@ class Controller:
         self._low.clear()
         if not self._inflight:
             return
-        self.log.info("shutdown: waiting for reconciles in flight", in_flight=len(self._inflight),
-                      grace=self.shutdown_grace)
-        if self.shutdown_grace > 0 and not (shutdown is not None and shutdown.forced.is_set()):
+        grace = self.shutdown_grace
+        if self._elector is not None:
+            # Stop before another replica could lead (module docstring, "Leader election").
+            grace = min(grace, max(0.0, self._elector.safe_time_left() - LEADER_SAFETY_MARGIN))
+        self.log.info("shutdown: waiting for reconciles in flight", in_flight=len(self._inflight), grace=grace)
+        if grace > 0 and not (shutdown is not None and shutdown.forced.is_set()):
             async with anyio.create_task_group() as tg:
-                async def grace() -> None:
-                    await self._clock.sleep(self.shutdown_grace)
+                async def grace_period() -> None:
+                    await self._clock.sleep(grace)
                     tg.cancel_scope.cancel()
 
                 async def forced(event: anyio.Event) -> None:
                     await event.wait()
                     tg.cancel_scope.cancel()
 
-                tg.start_soon(grace)
+                tg.start_soon(grace_period)
                 if shutdown is not None:
                     tg.start_soon(forced, shutdown.forced)
                 await self._drained.wait()

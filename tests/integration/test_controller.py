@@ -4,6 +4,8 @@ with 8 workers; graceful shutdown with work in flight; owner mapping through tom
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import itertools
 import subprocess
@@ -25,6 +27,8 @@ from kinformer import (
     ControllerState,
     DeletedFinalStateUnknown,
     InformerFactory,
+    LeaderElector,
+    LeadershipLostError,
     ListWatch,
     ReflectorConfig,
     Request,
@@ -33,6 +37,7 @@ from kinformer import (
 )
 from kinformer.testing import FakeApiServer, FakeClock, eventually, make_configmap
 from tests.integration.harness import fast_backoff
+from tests.leaderelection_harness import Partitionable
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "replicator.py"
@@ -305,3 +310,136 @@ async def test_a_restarted_controller_reconciles_everything_again(fake_api_serve
             fake_api_server.drop_watches()
         async with running(controller):  # like a re-elected leader: the cache is replayed
             await eventually(lambda: all(n == 2 for n in counts.values()) and len(counts) == 5)
+
+
+# -- leader election ---------------------------------------------------------------------------
+
+
+class Replica:
+    """One operator replica: its own client, informer, controller and elector; a shared FakeClock."""
+
+    def __init__(self, server: FakeApiServer, clock: FakeClock, identity: str, *, block: str | None = None) -> None:
+        self.identity = identity
+        self.api = server.api_client()
+        self.lease_api = Partitionable(self.api)
+        self.informer = SharedIndexInformer(ListWatch(self.api, Resource.configmaps),
+                                            reflector_config=ReflectorConfig(backoff=fast_backoff))
+        self.reconciled: list[str] = []
+        self.cancelled_at: list[float] = []
+        self.started_at: list[float] = []
+        self.outcome: str | None = None
+        self.done = anyio.Event()
+        self.scope = anyio.CancelScope()
+        self.clock = clock
+
+        async def reconcile(request: Request) -> None:
+            self.reconciled.append(request.name)
+            if request.name == block:
+                try:
+                    await anyio.sleep_forever()
+                except anyio.get_cancelled_exc_class():
+                    self.cancelled_at.append(clock.now())
+                    raise
+
+        self.controller = Controller("ha", reconcile, clock=clock).watches(self.informer)
+        self.elector = LeaderElector(self.lease_api, "ha", "default", identity, clock=clock, rand=lambda: 0.0,
+                                     on_started_leading=lambda: self.started_at.append(clock.now()))
+
+    async def run(self) -> None:
+        try:
+            with self.scope:
+                await self.controller.run(leader_election=self.elector)
+            self.outcome = "cancelled" if self.scope.cancelled_caught else "returned"
+        except LeadershipLostError:
+            self.outcome = "lost"
+        finally:
+            self.done.set()
+
+    async def close(self) -> None:
+        await self.api.close()
+
+
+@asynccontextmanager
+async def replicas(server: FakeApiServer, clock: FakeClock, *specs: tuple[str, str | None]) -> AsyncIterator[
+        tuple[Replica, ...]]:
+    group = tuple(Replica(server, clock, identity, block=block) for identity, block in specs)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for replica in group:
+                await stack.enter_async_context(replica.informer)
+            async with anyio.create_task_group() as tg:
+                for replica in group:
+                    tg.start_soon(replica.run)
+                yield group
+                tg.cancel_scope.cancel()
+    finally:
+        for replica in group:
+            await replica.close()
+
+
+async def test_only_the_leader_reconciles_and_a_release_hands_over_at_once(fake_api_server: FakeApiServer) -> None:
+    for i in range(5):
+        fake_api_server.create("configmaps", make_configmap(f"cm-{i}"))
+    clock = FakeClock()
+    async with replicas(fake_api_server, clock, ("a", None)) as (a,):
+        await clock.advance_until(lambda: len(a.reconciled) == 5, step=0.25)
+        async with replicas(fake_api_server, clock, ("b", None)) as (b,):
+            until = clock.now() + 30
+            await clock.advance_until(lambda: clock.now() >= until, step=0.25)  # 15 renewals later
+            assert a.elector.is_leader() and b.reconciled == [] and b.controller.state is ControllerState.CANDIDATE
+            a.scope.cancel()
+            await eventually(a.done.is_set)
+            released = clock.now()
+            await clock.advance_until(lambda: len(b.reconciled) == 5, step=0.25)
+            assert b.started_at[0] - released <= 2.0  # the next attempt (retry_period, no jitter)
+            assert a.outcome == "cancelled" and a.controller.state is ControllerState.IDLE
+    assert sorted(b.reconciled) == [f"cm-{i}" for i in range(5)]
+
+
+async def test_a_partitioned_leader_cancels_its_reconciles_before_another_can_lead(
+        fake_api_server: FakeApiServer) -> None:
+    fake_api_server.create("configmaps", make_configmap("slow"))
+    clock = FakeClock()
+    async with replicas(fake_api_server, clock, ("a", "slow")) as (a,):
+        await clock.advance_until(lambda: a.reconciled == ["slow"], step=0.25)
+        async with replicas(fake_api_server, clock, ("b", None)) as (b,):
+            await clock.advance_until(lambda: b.elector.leader == "a", step=0.25)
+            a.lease_api.partition("fail")  # renewals fail from now on; its reconcile is still running
+            last_renewal = clock.now() + a.elector.safe_time_left() - a.elector.lease_duration
+            await clock.advance_until(lambda: bool(b.started_at), step=0.25)
+            await eventually(a.done.is_set)
+            assert a.outcome == "lost"
+            # A stopped at its renew deadline and cancelled the reconcile in flight one safety
+            # margin before the lease could be taken over; b took it over only after that.
+            assert a.cancelled_at[0] <= last_renewal + 15 - 1.0 < b.started_at[0]
+            assert b.started_at[0] >= last_renewal + 15
+            await clock.advance_until(lambda: b.reconciled == ["slow"], step=0.25)
+
+
+async def test_controllers_share_an_elector_entered_by_the_caller(fake_api_server: FakeApiServer,
+                                                                  fake_api_client: Any) -> None:
+    fake_api_server.create("configmaps", make_configmap("one"))
+    fake_api_server.create("secrets", {"metadata": {"name": "two", "namespace": "default"}})
+    clock = FakeClock()
+    seen: list[str] = []
+
+    async def reconcile(request: Request) -> None:
+        seen.append(request.name)
+
+    configmaps = SharedIndexInformer(ListWatch(fake_api_client, Resource.configmaps))
+    secrets = SharedIndexInformer(ListWatch(fake_api_client, Resource.secrets))
+    elector = LeaderElector(fake_api_client, "shared", "default", "me", clock=clock)
+    first = Controller("first", reconcile, clock=clock).watches(configmaps)
+    second = Controller("second", reconcile, clock=clock).watches(secrets)
+    async with configmaps, secrets, anyio.create_task_group() as tg:
+        async def lead() -> None:
+            async with elector.leading(), anyio.create_task_group() as inner:
+                inner.start_soon(functools.partial(first.run, leader_election=elector))
+                inner.start_soon(functools.partial(second.run, leader_election=elector))
+
+        tg.start_soon(lead)
+        await eventually(lambda: sorted(seen) == ["one", "two"])
+        assert first.state is second.state is ControllerState.RUNNING
+        tg.cancel_scope.cancel()
+    assert first.state is second.state is ControllerState.IDLE
+    assert fake_api_server.get(Resource.leases, "shared", "default")["spec"]["holderIdentity"] == ""  # released
