@@ -99,6 +99,14 @@ logged per successful reconcile.
 Metrics: controller-runtime's `controller_runtime_*` series (see `kinformer.metrics`) and the
 work queue's `workqueue_*` series, whose `name` and `controller` labels are the controller's
 name. `controller_runtime_reconcile_panics_total` has no Python counterpart and is not exported.
+
+Deliberate differences from controller-runtime beyond those above: at shutdown a reconcile in
+flight is not cancelled at once (Go cancels its context; here it finishes within the grace,
+then is cancelled), and the queue is not drained (as with controller-runtime's default
+priority queue); `reconcile_timeout` cancels the coroutine instead of handing it a deadline
+it may ignore. From kube-rs: `reconcile` gets the key, not the object (kube-rs skips objects
+gone from its store and leaves cleanup to finalizers), and the error policy is fixed
+(backoff, or `TerminalError`) rather than a function.
 """
 
 from __future__ import annotations
@@ -549,7 +557,6 @@ class Controller:
             await self._serve(queue, _shutdown_var.get())
         finally:
             self._stopping = True
-            self._state = ControllerState.STOPPING
             queue.shut_down()
             for registration in registrations:
                 registration.remove()

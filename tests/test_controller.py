@@ -274,6 +274,19 @@ async def test_requeue_after_forgets_then_adds_after() -> None:
     assert controller.stats().results == {"error": 1, "requeue_after": 1, "success": 1}
 
 
+async def test_requeue_after_zero_requeues_at_once() -> None:
+    clock = FakeClock()
+    informer, rec = ScriptedInformer(), Recorder()
+    rec.script["a"] = lambda r: Result(requeue_after=0) if rec.count("a") < 3 else None
+    controller = Controller("c", rec, clock=clock).watches(informer)
+    informer.sync()
+    async with running(controller):
+        informer.add(cm("a"))
+        await eventually(lambda: controller.stats().results.get("success") == 1)
+    assert rec.count("a") == 3 and clock.sleeps == []  # no delay was waited for
+    assert controller.stats().results == {"requeue_after": 2, "success": 1}
+
+
 async def test_requeue_true_is_rate_limited_without_an_error_and_bad_returns_are_errors() -> None:
     clock = FakeClock()
     informer, rec = ScriptedInformer(), Recorder()
