@@ -7,6 +7,16 @@ decoded once by orjson. README.md gives the tour; each module's docstring states
 __version__ = "0.1.0"
 
 from kinformer.backoff import Backoff
+from kinformer.controller import (
+    Controller,
+    ControllerState,
+    ControllerStats,
+    Request,
+    Result,
+    Shutdown,
+    owner_requests,
+    shutdown_on_signal,
+)
 from kinformer.errors import (
     AlreadyStartedError,
     ApiError,
@@ -23,9 +33,11 @@ from kinformer.errors import (
     LeadershipLostError,
     NotFoundError,
     QueueEmptyError,
+    ReconcileTimeoutError,
     SelectorError,
     ShutDownError,
     StoppedError,
+    TerminalError,
     TooLargeResourceVersionError,
     TooManyRequestsError,
     TransformError,
@@ -46,7 +58,13 @@ from kinformer.informer import (
 from kinformer.leaderelection import ElectionState, LeaderElector, Leadership
 from kinformer.lister import Lister, TypedLister
 from kinformer.listwatch import ListWatch
-from kinformer.metrics import InformerMetrics, MetricsProvider, PrometheusMetricsProvider, informer_metrics
+from kinformer.metrics import (
+    ControllerMetricsProvider,
+    InformerMetrics,
+    MetricsProvider,
+    PrometheusMetricsProvider,
+    informer_metrics,
+)
 from kinformer.objects import DeletedFinalStateUnknown, KubeObject, meta_namespace_key, split_key
 from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, OnUpdate
 from kinformer.ratelimit import (
@@ -72,6 +90,10 @@ __all__ = [
     "Backoff",
     "BucketRateLimiter",
     "CacheSyncTimeoutError",
+    "Controller",
+    "ControllerMetricsProvider",
+    "ControllerState",
+    "ControllerStats",
     "DelayingQueue",
     "DeletedFinalStateUnknown",
     "Delta",
@@ -117,16 +139,21 @@ __all__ = [
     "QueueEmptyError",
     "RateLimiter",
     "RateLimitingQueue",
+    "ReconcileTimeoutError",
     "Reflector",
     "ReflectorConfig",
     "ReflectorHealth",
     "ReflectorStats",
+    "Request",
     "Resource",
+    "Result",
     "SelectorError",
     "SharedIndexInformer",
     "ShutDownError",
+    "Shutdown",
     "StoppedError",
     "SyncResult",
+    "TerminalError",
     "TooLargeResourceVersionError",
     "TooManyRequestsError",
     "TransformError",
@@ -140,6 +167,8 @@ __all__ = [
     "informer_metrics",
     "meta_namespace_key",
     "namespace_index_func",
+    "owner_requests",
+    "shutdown_on_signal",
     "split_key",
     "to_model",
 ]

@@ -21,6 +21,8 @@ KinformerError
 │   ├── KeyFuncError             also raised for objects that have no key (not a dict with metadata.name)
 │   ├── IndexFuncError
 │   └── HandlerError
+├── TerminalError                raised by a reconcile: retrying cannot help (not requeued; logged, counted)
+├── ReconcileTimeoutError        a reconcile outran its controller's reconcile_timeout (a TimeoutError too)
 ├── InvalidArgumentError         an argument out of range (a ValueError too)
 ├── HandlerSignatureError        a handler that cannot take the arguments it will get (a TypeError too)
 ├── SelectorError                a label/field selector does not parse; the message names the part
@@ -251,6 +253,22 @@ class IndexFuncError(UserCallbackError):
 
 class HandlerError(UserCallbackError):
     """An event handler raised."""
+
+
+# -- controllers ---------------------------------------------------------------------------
+
+
+class TerminalError(KinformerError):
+    """Raised by a reconcile (directly, as a subclass, or with the cause chained) to say that
+    retrying cannot help: the request is not requeued; the error is logged and counted in
+    `controller_runtime_terminal_reconcile_errors_total` (controller-runtime's
+    `reconcile.TerminalError`). The request runs again at the next change of its object.
+    """
+
+
+class ReconcileTimeoutError(KinformerError, TimeoutError):
+    """A reconcile ran longer than its controller's `reconcile_timeout` and was cancelled;
+    the request is requeued with the rate limiter's backoff, like any other error."""
 
 
 # -- values and local structures -----------------------------------------------------------

@@ -68,8 +68,10 @@ error: every failed attempt is logged and retried on schedule.
 Observable: `state` (`ElectionState`), `is_leader()`, `leader` (the last observed holder),
 `check(max_tolerable_expired_lease)` (client-go's HealthzAdaptor: a failure reason once we
 are still in the leading phase more than lease_duration + tolerance after our last successful
-renewal, e.g. work that ignores cancellation), and the gauge
-`leader_election_master_status{name=<lease name>}` when prometheus_client is installed.
+renewal, e.g. work that ignores cancellation), `safe_time_left()` (how long, at most, work
+may go on before another replica could lead: what bounds a controller's graceful shutdown
+under leader election), and the gauge `leader_election_master_status{name=<lease name>}`
+when prometheus_client is installed.
 
 Deliberate differences from client-go, each safer or simpler; the Lease on the wire is the same:
 - A read showing another holder ends leadership at once (client-go retries until the
@@ -367,6 +369,20 @@ class LeaderElector:
                     f"longer than {self.lease_duration + max_tolerable_expired_lease:g} s but the leading work "
                     f"has not stopped")
         return None
+
+    def safe_time_left(self) -> float:
+        """Seconds during which no other candidate can have taken the lease over; 0 unless
+        we hold it (LEADING, or STEPPING_DOWN before the release or another holder was seen).
+
+        A candidate counts the record's leaseDurationSeconds (>= lease_duration) from when *it*
+        saw our last write, which is after that write's attempt started; so until
+        `lease_duration` after the start of our last successful acquire or renewal, nobody
+        else leads. Work that must not overlap a successor (a controller's graceful
+        shutdown, `Controller.run(leader_election=...)`) stops within it.
+        """
+        if self._state not in (ElectionState.LEADING, ElectionState.STEPPING_DOWN) or self.leader != self.identity:
+            return 0.0  # not leading, or the lease was released or seen held by another
+        return max(0.0, self._renewed_at + self.lease_duration - self._clock.now())
 
     # -- running --------------------------------------------------------------------------
 

@@ -19,6 +19,24 @@ alerts work unchanged:
 | `workqueue_longest_running_processor_seconds` | gauge | name, controller | age of the oldest item being processed |
 | `workqueue_retries_total` | counter | name, controller | each `add_after` / `add_rate_limited` that was not ignored |
 
+Controllers (`kinformer.controller`) add controller-runtime's own series
+(`pkg/internal/controller/metrics`), all labelled `controller`, pre-created at zero when the
+controller is constructed:
+
+| series (`controller_runtime_` ...) | type | recorded |
+|---|---|---|
+| `reconcile_total` | counter, + `result` | each reconcile: `success`, `error`, `requeue`, `requeue_after` |
+| `reconcile_errors_total` | counter | reconciles that raised (terminal ones included) |
+| `terminal_reconcile_errors_total` | counter | reconciles that raised `TerminalError` |
+| `reconcile_timeouts_total` | counter | reconciles cancelled by `reconcile_timeout` |
+| `reconcile_time_seconds` | histogram | each reconcile's duration; controller-runtime's 40 buckets, 5 ms … 60 s |
+| `max_concurrent_reconciles` | gauge | the controller's `workers` |
+| `active_workers` | gauge | reconciles running now |
+
+A provider records them if it implements `ControllerMetricsProvider`
+(`new_controller_metrics(controller)`); `PrometheusMetricsProvider` does, the no-op one and
+client-go-style `MetricsProvider`s that do not simply get no controller series.
+
 `controller` carries the queue's name (as in controller-runtime, where a queue is named after
 its controller); `priority` is always `""` (no priority queue). Histogram buckets are Go's
 `prometheus.ExponentialBuckets(10e-9, 10, 12)`, computed the same way (1e-08 … 1000), so the
@@ -50,7 +68,7 @@ from __future__ import annotations
 import time
 import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from kinformer.clock import Clock, RealClock
@@ -216,6 +234,60 @@ class _Histogram:
         return out, total
 
 
+# -- controller series (controller-runtime's pkg/internal/controller/metrics) ----------------
+
+RECONCILE_TOTAL = "controller_runtime_reconcile_total"
+RECONCILE_ERRORS = "controller_runtime_reconcile_errors_total"
+TERMINAL_RECONCILE_ERRORS = "controller_runtime_terminal_reconcile_errors_total"
+RECONCILE_TIMEOUTS = "controller_runtime_reconcile_timeouts_total"
+RECONCILE_TIME = "controller_runtime_reconcile_time_seconds"
+MAX_CONCURRENT_RECONCILES = "controller_runtime_max_concurrent_reconciles"
+ACTIVE_WORKERS = "controller_runtime_active_workers"
+
+RECONCILE_RESULTS = ("error", "requeue_after", "requeue", "success")
+"""The `result` label values of `controller_runtime_reconcile_total`, each pre-created at zero."""
+
+RECONCILE_TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8,
+                          0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0,
+                          15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0)
+"""controller-runtime's buckets for `controller_runtime_reconcile_time_seconds`."""
+
+_RECONCILE_LE_LABELS = [*(repr(b).removesuffix(".0") for b in RECONCILE_TIME_BUCKETS), "+Inf"]
+
+
+class _ReconcileTimeHistogram(_Histogram):
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(RECONCILE_TIME_BUCKETS)
+
+
+class ControllerMetrics:
+    """One controller's children (controller-runtime's series; module docstring). The
+    controller calls them directly: `total[result].inc()`, `reconcile_time.observe(s)`, ..."""
+
+    __slots__ = ("active_workers", "errors", "max_concurrent_reconciles", "reconcile_time", "terminal_errors",
+                 "timeouts", "total")
+
+    def __init__(self, total: Mapping[str, CounterMetric], errors: CounterMetric, terminal_errors: CounterMetric,
+                 timeouts: CounterMetric, reconcile_time: HistogramMetric,
+                 max_concurrent_reconciles: SettableGaugeMetric, active_workers: GaugeMetric) -> None:
+        self.total = total
+        self.errors = errors
+        self.terminal_errors = terminal_errors
+        self.timeouts = timeouts
+        self.reconcile_time = reconcile_time
+        self.max_concurrent_reconciles = max_concurrent_reconciles
+        self.active_workers = active_workers
+
+
+@runtime_checkable
+class ControllerMetricsProvider(Protocol):
+    """A provider that also records controllers' series (module docstring)."""
+
+    def new_controller_metrics(self, controller: str) -> ControllerMetrics: ...
+
+
 _HELP = {
     DEPTH: "Current depth of workqueue by workqueue and priority",
     ADDS: "Total number of adds handled by workqueue",
@@ -226,7 +298,17 @@ _HELP = {
     "observing the rate at which this increases.",
     LONGEST_RUNNING_PROCESSOR: "How many seconds has the longest running processor for workqueue been running.",
     RETRIES: "Total number of retries handled by workqueue",
+    RECONCILE_TOTAL: "Total number of reconciliations per controller",
+    RECONCILE_ERRORS: "Total number of reconciliation errors per controller",
+    TERMINAL_RECONCILE_ERRORS: "Total number of terminal reconciliation errors per controller",
+    RECONCILE_TIMEOUTS: "Total number of reconciliation timeouts per controller",
+    RECONCILE_TIME: "Length of time per reconciliation per controller",
+    MAX_CONCURRENT_RECONCILES: "Maximum number of concurrent reconciles per controller",
+    ACTIVE_WORKERS: "Number of currently used workers per controller",
 }
+
+_CONTROLLER_COUNTERS = (RECONCILE_ERRORS, TERMINAL_RECONCILE_ERRORS, RECONCILE_TIMEOUTS)
+_CONTROLLER_GAUGES = (MAX_CONCURRENT_RECONCILES, ACTIVE_WORKERS)
 
 
 class PrometheusMetricsProvider:
@@ -252,6 +334,11 @@ class PrometheusMetricsProvider:
         self._values: dict[str, dict[str, _Value]] = {
             DEPTH: {}, ADDS: {}, UNFINISHED_WORK: {}, LONGEST_RUNNING_PROCESSOR: {}, RETRIES: {}}
         self._histograms: dict[str, dict[str, _Histogram]] = {QUEUE_DURATION: {}, WORK_DURATION: {}}
+        # Controller series: per controller name; reconcile_total by (controller, result).
+        self._controller_values: dict[str, dict[str, _Value]] = {
+            series: {} for series in (*_CONTROLLER_COUNTERS, *_CONTROLLER_GAUGES)}
+        self._reconcile_total: dict[tuple[str, str], _Value] = {}
+        self._reconcile_time: dict[str, _Histogram] = {}
         self._refreshers: list[weakref.WeakMethod[Callable[[], None]]] = []
         self.registry.register(_Collector(self))
 
@@ -281,6 +368,18 @@ class PrometheusMetricsProvider:
 
     def new_retries_metric(self, name: str) -> CounterMetric:
         return self._value(RETRIES, name)
+
+    def new_controller_metrics(self, controller: str) -> ControllerMetrics:
+        """controller-runtime's series for `controller`, every child created (at zero) now."""
+        def value(series: str) -> _Value:
+            return self._controller_values[series].setdefault(controller, _Value())
+
+        total = {result: self._reconcile_total.setdefault((controller, result), _Value())
+                 for result in RECONCILE_RESULTS}
+        return ControllerMetrics(total, value(RECONCILE_ERRORS), value(TERMINAL_RECONCILE_ERRORS),
+                                 value(RECONCILE_TIMEOUTS),
+                                 self._reconcile_time.setdefault(controller, _ReconcileTimeHistogram()),
+                                 value(MAX_CONCURRENT_RECONCILES), value(ACTIVE_WORKERS))
 
     def refresh_on_scrape(self, refresh: Callable[[], None]) -> None:
         self._refreshers.append(weakref.WeakMethod(refresh))
@@ -337,6 +436,36 @@ class _Collector:
         for name, child in list(values[RETRIES].items()):
             retries.add_metric([name, name], child.value)
         yield retries
+        yield from self._controller_families()
+
+    def _controller_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        provider = self._provider
+        if not provider._reconcile_time:
+            return  # no controller: the registry shows only the work-queue series
+        total = CounterMetricFamily(RECONCILE_TOTAL, _HELP[RECONCILE_TOTAL], labels=["controller", "result"])
+        for (controller, result), child in list(provider._reconcile_total.items()):
+            total.add_metric([controller, result], child.value)
+        yield total
+        for series in _CONTROLLER_COUNTERS:
+            counter = CounterMetricFamily(series, _HELP[series], labels=["controller"])
+            for controller, child in list(provider._controller_values[series].items()):
+                counter.add_metric([controller], child.value)
+            yield counter
+        histogram = HistogramMetricFamily(RECONCILE_TIME, _HELP[RECONCILE_TIME], labels=["controller"])
+        for controller, hist in list(provider._reconcile_time.items()):
+            counts, running, cumulative = list(hist.counts), 0, []
+            for bound, count in zip(_RECONCILE_LE_LABELS, counts, strict=True):
+                running += count
+                cumulative.append((bound, float(running)))
+            histogram.add_metric([controller], cumulative, hist.sum)
+        yield histogram
+        for series in _CONTROLLER_GAUGES:
+            gauge = GaugeMetricFamily(series, _HELP[series], labels=["controller"])
+            for controller, child in list(provider._controller_values[series].items()):
+                gauge.add_metric([controller], child.value)
+            yield gauge
 
 
 _installed: MetricsProvider | None = None
@@ -429,6 +558,14 @@ def queue_metrics(provider: MetricsProvider | None, name: str, clock: Clock) -> 
     if isinstance(provider, NoopMetricsProvider):
         return None
     return QueueMetrics(provider, name, clock)
+
+
+def controller_metrics(provider: MetricsProvider | None, controller: str) -> ControllerMetrics | None:
+    """A controller's recorder, or None when its provider records no controller series."""
+    provider = provider if provider is not None else default_metrics_provider()
+    if isinstance(provider, ControllerMetricsProvider):
+        return provider.new_controller_metrics(controller)
+    return None
 
 
 def retry_metric(provider: MetricsProvider | None, name: str) -> CounterMetric | None:
