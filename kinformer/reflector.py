@@ -47,6 +47,12 @@ the store in batches (one per network read); the RV moves only after the events 
 were queued; BOOKMARK only moves the RV. Backoff: 0.8 s doubling to 30 s, jitter 1.0, reset
 after 2 min (backoff.py).
 
+Resuming (`initial_resource_version=rv`, not in client-go): a store that already holds the
+collection's state at `rv` (e.g. read back from a database) starts in Watching(rv) instead of
+Listing, so a short outage costs no list at all. The reflector counts as synced once that
+watch is open (the store's state is the one at `rv`); a 410 on it relists at "" like any
+watch 410, and the list's tombstones then remove what was deleted meanwhile.
+
 Deliberate differences from client-go, each because the RV is still good: a malformed line
 (counted in `stats.decode_errors`) or a short empty watch re-watches from the last good RV
 instead of relisting. A watch 410 relists with a consistent read (client-go first tries the
@@ -306,7 +312,11 @@ class Reflector:
         clock: Clock = REAL_CLOCK,
         rand: Callable[[], float] = random.random,
         watch_error_handler: WatchErrorHandler | None = None,
+        initial_resource_version: str = "",
     ) -> None:
+        """`initial_resource_version`: start by watching from this RV, which the store's
+        current state must reflect (see "Resuming" in the module docstring); "" or "0" lists first.
+        """
         self.list_watch = list_watch
         self.store = store
         self.resync_period = resync_period
@@ -317,8 +327,13 @@ class Reflector:
         self.watch_error_handler = watch_error_handler or log_watch_error
         self.backoff = self.config.backoff(clock)
         self.stats = ReflectorStats()
-        self.state: ReflectorState = relist_state("", consistent=False, streaming=self.config.streaming_list)
-        self.last_sync_resource_version = ""
+        self.state: ReflectorState
+        if initial_resource_version not in ("", "0"):
+            self.state = Watching(initial_resource_version)
+            self.last_sync_resource_version = initial_resource_version
+        else:
+            self.state = relist_state("", consistent=False, streaming=self.config.streaming_list)
+            self.last_sync_resource_version = ""
         self._expected_kind = list_watch.expected_kind
         self._expected_api_version = list_watch.expected_api_version
         self._session: ReplaceSession | None = None  # open while a streaming list's initial events arrive
@@ -486,6 +501,10 @@ class Reflector:
         async with self.list_watch.watch(state.resource_version, timeout, send_initial_events=initial,
                                          idle_timeout=idle) as stream:
             self.stats.watches += 1
+            if not initial and not self._synced.is_set():
+                # Only a resumed reflector watches before its first list: its store is synced.
+                self._progress()
+                self._synced.set()
             async for batch in stream:
                 await self._apply(batch)
         if self._session is not None:
