@@ -90,7 +90,7 @@ from kinformer.errors import (
     WatchIdleTimeoutError,
     api_error_from_status,
 )
-from kinformer.fifo import ADDED, DELETED, UPDATED, DeltaType, ReplaceSession
+from kinformer.fifo import ADDED, DELETED, UPDATED, DeltaType
 from kinformer.listwatch import ListWatch
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
@@ -98,10 +98,18 @@ NOT_OLDER_THAN = "NotOlderThan"
 _DELTA_OF = {"ADDED": ADDED, "MODIFIED": UPDATED, "DELETED": DELETED}
 
 
-class ReflectorStore(Protocol):
-    """What the reflector writes to (a `DeltaFIFO`)."""
+class ListSession(Protocol):
+    """One list being applied page by page (`DeltaFIFO`'s `ReplaceSession` is one)."""
 
-    def start_replace(self, *, skip_unchanged: bool = True) -> ReplaceSession: ...
+    async def add_page(self, objs: Iterable[Any]) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+class ReflectorStore(Protocol):
+    """What the reflector writes to (a `DeltaFIFO`, or the mirror's resourceVersion map)."""
+
+    def start_replace(self, *, skip_unchanged: bool = True) -> ListSession: ...
 
     async def apply(self, changes: Iterable[tuple[DeltaType, Any]]) -> None: ...
 
@@ -336,7 +344,7 @@ class Reflector:
             self.last_sync_resource_version = ""
         self._expected_kind = list_watch.expected_kind
         self._expected_api_version = list_watch.expected_api_version
-        self._session: ReplaceSession | None = None  # open while a streaming list's initial events arrive
+        self._session: ListSession | None = None  # open while a streaming list's initial events arrive
         self._round: anyio.CancelScope | None = None
         self._watch_started = 0.0
         self._events_before = 0
@@ -569,7 +577,7 @@ class Reflector:
             f"{obj.get('apiVersion')!r} (expected {self._expected_kind!r} of {self._expected_api_version!r}); "
             "skipped"))
 
-    async def _queue(self, changes: list[tuple[DeltaType, Any]], session: ReplaceSession | None, rv: str) -> None:
+    async def _queue(self, changes: list[tuple[DeltaType, Any]], session: ListSession | None, rv: str) -> None:
         if changes:
             if session is not None:
                 await session.add_page(obj for _, obj in changes)
