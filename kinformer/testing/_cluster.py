@@ -234,6 +234,8 @@ class Cluster:
     def delete(self, resource: Resource, name: str, namespace: str | None = None) -> Obj:
         info = self.info(resource)
         key = object_key(namespace if resource.namespaced else None, name)
+        if resource == Resource.customresourcedefinitions and key in info.objects:
+            self._unregister_crd(info.objects[key])
         old = info.objects.pop(key, None)
         if old is None:
             raise ClusterError(404, "NotFound", f"{resource.plural} \"{name}\" not found")
@@ -248,6 +250,21 @@ class Cluster:
             if version.get("served", True):
                 self.register(Resource(spec.get("group", ""), version["name"], names.get("plural", ""),
                                        spec.get("scope", "Namespaced") == "Namespaced", names.get("kind", "")))
+
+    def _unregister_crd(self, crd: Obj) -> None:
+        """What the server does before a CRD is gone: delete its objects (DELETED events),
+        then stop serving it (requests answer 404, it leaves discovery)."""
+        spec = crd.get("spec") or {}
+        plural = (spec.get("names") or {}).get("plural", "")
+        for version in spec.get("versions") or ():
+            resource = self.lookup(spec.get("group", ""), version["name"], plural)
+            if resource is None:
+                continue
+            for obj in list(self.resources[resource].objects.values()):
+                meta = obj["metadata"]
+                self.delete(resource, meta["name"], meta.get("namespace"))
+            del self.resources[resource]
+            del self.by_path[(resource.group, resource.version, resource.plural)]
 
     # -- reads ----------------------------------------------------------------------------
 
