@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from kinformer.mirror.rvinformer import RV, ResourceVersionInformer, RVEventHandler, RVInformerStats
 
 if TYPE_CHECKING:
-    from kinformer.mirror.search import SearchResult, search
+    from kinformer.mirror.search import SearchQuery, SearchResult, search
     from kinformer.mirror.storage import MirrorStorage
     from kinformer.mirror.sync import ClusterHealth, ClusterSync, Mirror, MirrorHealth
     from kinformer.mirror.writer import MirrorWriter
@@ -27,6 +27,7 @@ _LAZY = {
     "MirrorHealth": "kinformer.mirror.sync",
     "search": "kinformer.mirror.search",
     "SearchResult": "kinformer.mirror.search",
+    "SearchQuery": "kinformer.mirror.search",
 }
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "RVEventHandler",
     "RVInformerStats",
     "ResourceVersionInformer",
+    "SearchQuery",
     "SearchResult",
     "search",
 ]
