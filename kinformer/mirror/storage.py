@@ -209,11 +209,13 @@ class MirrorStorage:
     """The mirror's database. `async with MirrorStorage(url) as storage:` opens and migrates it."""
 
     def __init__(self, url: str = DEFAULT_URL, *, schema: str | None = None, pool_size: int = 5,
-                 connect_timeout: float = 5.0, **engine_kwargs: Any) -> None:
+                 connect_timeout: float = 5.0, busy_timeout: float = 10.0, **engine_kwargs: Any) -> None:
         """`schema`: a PostgreSQL schema to keep the tables in (created if missing);
-        `engine_kwargs` go to SQLAlchemy's `create_async_engine`."""
+        `busy_timeout`: how long a SQLite write waits for another process's lock before it
+        fails (and is retried); `engine_kwargs` go to SQLAlchemy's `create_async_engine`."""
         self.url = normalize_url(url)
         self.schema = schema
+        self.busy_timeout = busy_timeout
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._engine_kwargs = engine_kwargs
@@ -253,7 +255,8 @@ class MirrorStorage:
             kwargs["execution_options"] = {"schema_translate_map": {None: self.schema}}
         engine = create_async_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
-            _sqlite_transactions(engine, file_backed=url.database not in (None, "", ":memory:"))
+            _sqlite_transactions(engine, file_backed=url.database not in (None, "", ":memory:"),
+                                 busy_timeout_ms=int(self.busy_timeout * 1000))
         self._engine = engine
         try:
             await self._migrate()
@@ -444,7 +447,7 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _sqlite_transactions(engine: AsyncEngine, *, file_backed: bool) -> None:
+def _sqlite_transactions(engine: AsyncEngine, *, file_backed: bool, busy_timeout_ms: int) -> None:
     """Explicit BEGIN for every transaction, WAL for a file, a busy timeout."""
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -454,7 +457,7 @@ def _sqlite_transactions(engine: AsyncEngine, *, file_backed: bool) -> None:
         if file_backed:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
