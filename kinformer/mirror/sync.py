@@ -265,7 +265,7 @@ class ClusterSync:
             self.rediscover()
 
     async def _stop(self, resource: Resource, *, purge: bool) -> None:
-        rs = self.syncs.pop(resource, None)
+        rs = self.syncs.get(resource)
         if rs is None:
             return
         rs.scope.cancel()
@@ -277,6 +277,7 @@ class ClusterSync:
             removed = await self.mirror._retry_storage(lambda: self.mirror.storage.purge(self.name, resource))
             self.log.info("resource no longer served; informer stopped, rows deleted", resource=str(resource),
                           rows=removed)
+        del self.syncs[resource]  # last: while it is listed, its rows may still be there
 
     # -- state ------------------------------------------------------------------------------
 
