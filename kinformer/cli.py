@@ -1,4 +1,4 @@
-"""The `kinformer` command: `kinformer demo` (and `kinformer fake-server`).
+"""The `kinformer` command: `kinformer demo`, `kinformer mirror` (and `kinformer fake-server`).
 
 A subcommand that needs an extra that is not installed exits with status 2 and one line on
 stderr naming the extra (`pip install 'kinformer[demo]'`), not a traceback.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from kinformer import __version__
 from kinformer.errors import MissingExtraError
@@ -31,6 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--plain", action="store_true",
                       help="no live table: log lines as they happen, then the final table (the default "
                            "when stdout is not a terminal)")
+    mirror_cli: Any
+    try:
+        from kinformer.mirror import _cli as mirror_cli
+    except MissingExtraError as exc:
+        mirror_cli = None
+        missing_mirror: MissingExtraError | None = exc
+        sub.add_parser("mirror", help="mirror clusters into SQL (needs kinformer[sql])", add_help=False)
+    else:
+        missing_mirror = None
+        mirror_cli.add_parser(sub)
     server = sub.add_parser("fake-server", help="serve the fake API server (see python -m kinformer.testing)")
     server.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -44,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args))
         except KeyboardInterrupt:
             return 0
+    if args.command == "mirror":
+        if mirror_cli is None:
+            print(f"kinformer: {missing_mirror}", file=sys.stderr)
+            return 2
+        return int(mirror_cli.run_mirror(args))
     from kinformer.testing.server import main as server_main
 
     server_main(args.rest)
