@@ -18,6 +18,9 @@ from kinformer.errors import (
     HandlerSignatureError,
     KeyFuncError,
     KinformerError,
+    LeaderElectionConfigError,
+    LeaderElectionError,
+    LeadershipLostError,
     NotFoundError,
     QueueEmptyError,
     SelectorError,
@@ -40,6 +43,7 @@ from kinformer.informer import (
     InformerHealth,
     SharedIndexInformer,
 )
+from kinformer.leaderelection import ElectionState, LeaderElector, Leadership
 from kinformer.lister import Lister, TypedLister
 from kinformer.listwatch import ListWatch
 from kinformer.metrics import MetricsProvider, PrometheusMetricsProvider
@@ -73,6 +77,7 @@ __all__ = [
     "Delta",
     "DeltaFIFO",
     "DeltaType",
+    "ElectionState",
     "Event",
     "EventHandler",
     "EventHandlerRegistration",
@@ -94,6 +99,11 @@ __all__ = [
     "KinformerError",
     "KubeObject",
     "LabelSelector",
+    "LeaderElectionConfigError",
+    "LeaderElectionError",
+    "LeaderElector",
+    "Leadership",
+    "LeadershipLostError",
     "ListWatch",
     "Lister",
     "MaxOfRateLimiter",

@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         missing_mirror = None
         mirror_cli.add_parser(sub)
-    server = sub.add_parser("fake-server", help="serve the fake API server (see python -m kinformer.testing)")
-    server.add_argument("rest", nargs=argparse.REMAINDER)
+    from kinformer.testing import _cli as fake_server
+
+    server = sub.add_parser("fake-server", help="serve a fake API server (same as python -m kinformer.testing)",
+                            description="kinformer's fake Kubernetes API server; prints a kubeconfig for kubectl")
+    fake_server.add_arguments(server)
     args = parser.parse_args(argv)
     if args.command == "demo":
         try:
@@ -60,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kinformer: {missing_mirror}", file=sys.stderr)
             return 2
         return int(mirror_cli.run_mirror(args))
-    from kinformer.testing.server import main as server_main
-
-    server_main(args.rest)
-    return 0
+    return fake_server.run(args)
 
 
 if __name__ == "__main__":

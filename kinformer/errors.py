@@ -32,7 +32,10 @@ KinformerError
 ├── CacheSyncTimeoutError        wait_for_cache_sync(raise_on_timeout=True) ran out (a TimeoutError too)
 ├── ShutDownError                get() on a shut-down, drained work queue
 ├── QueueEmptyError              get_nowait() on a work queue with nothing ready
-└── MissingExtraError            a feature's optional package is not installed (also an ImportError)
+├── MissingExtraError            a feature's optional package is not installed (also an ImportError)
+└── LeaderElectionError          leader election on a Lease (leaderelection.py)
+    ├── LeaderElectionConfigError   durations or identity invalid (also a ValueError)
+    └── LeadershipLostError      the lease was lost while leading; the guarded work was stopped
 ```
 
 Invariants:
@@ -318,3 +321,20 @@ class MissingExtraError(KinformerError, ImportError):
         self.feature, self.package, self.extra = feature, package, extra
 class QueueEmptyError(KinformerError):
     """`get_nowait()` on a work queue that is running but has nothing ready to hand out."""
+
+
+# -- leader election -----------------------------------------------------------------------
+
+
+class LeaderElectionError(KinformerError):
+    """Base class of leader election errors."""
+
+
+class LeaderElectionConfigError(LeaderElectionError, ValueError):
+    """The elector's settings break client-go's rules (lease_duration > renew_deadline >
+    1.2 * retry_period, all > 0) or name no identity, lease or namespace."""
+
+
+class LeadershipLostError(LeaderElectionError):
+    """Leadership was lost while leading: no renewal succeeded within renew_deadline, or
+    another holder took the lease. The guarded work has been cancelled and has finished."""

@@ -63,7 +63,7 @@ from kinformer.processor import (
     ResourceEventHandler,
     determine_resync_period,
 )
-from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler
+from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler, Watching
 from kinformer.store import NAMESPACE_INDEX, Indexer, IndexFunc, namespace_index_func
 
 
@@ -281,6 +281,28 @@ class SharedIndexInformer(Generic[ObjT]):
         h = self.reflector.health()
         return InformerHealth(self.has_synced(), running, type(h.state).__name__, h.last_error, h.failing_since,
                               h.consecutive_failures, h.last_progress)
+
+    def idle(self, resource_version: str | None = None) -> bool:
+        """Nothing in flight: synced and watching, the FIFO empty, every handler drained and
+        not in a call — and, if `resource_version` is given, the cache at least that fresh
+        (equal RV; RVs are opaque, so "at least" means "this one was reached")."""
+        reflector = self.reflector
+        if reflector is None or not self.has_synced() or len(self._fifo) or not isinstance(reflector.state, Watching):
+            return False
+        if resource_version is not None and reflector.last_sync_resource_version != resource_version:
+            return False
+        return all(x.idle() for x in self._processor.listeners)
+
+    async def wait_idle(self, timeout: float = 10.0, *, resource_version: str | None = None) -> None:
+        """Wait until `idle(resource_version)`; `TimeoutError` after `timeout` seconds.
+
+        For tests that settle without sleeps: with FakeApiServer, `await informer.wait_idle(
+        resource_version=server.resource_version)` returns once every write so far has been
+        handled by every handler. It checks every 2 ms (idleness has no single event to wait on).
+        """
+        with anyio.fail_after(timeout):
+            while not self.idle(resource_version):  # noqa: ASYNC110 - idleness spans many components: polled
+                await anyio.sleep(0.002)
 
     def stats(self) -> InformerStats:
         return InformerStats(len(self.indexer), len(self._fifo), self.deltas_processed,

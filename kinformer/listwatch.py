@@ -10,6 +10,8 @@ Invariants:
 - Selectors are parsed at construction: a bad one raises `SelectorError` at once.
 - A non-2xx answer becomes the `ApiError` subclass for its Status (errors.py), carrying
   `Retry-After`; an unreachable server becomes `ConnectionFailedError`.
+- Watch lines are at most `max_line_bytes` (16 MiB by default); a longer one is a
+  `DecodeError`, like any line that is not a watch event.
 - A watch is an async context manager: leaving it (normally, by error or cancellation)
   closes the HTTP response. Iterating it yields *batches* of events, one per network read,
   so the consumer can apply a burst under one lock. A malformed line raises `DecodeError`
@@ -38,6 +40,10 @@ from kinformer.resources import Resource
 from kinformer.selectors import FieldSelector, LabelSelector
 
 DEFAULT_PAGE_SIZE = 500
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+"""The longest watch line (one event) accepted. etcd refuses objects over 1.5 MiB by default
+(`--max-request-bytes`); 16 MiB leaves room for clusters that raised it, and bounds what one
+line can make kinformer buffer. Longer lines raise `DecodeError` and the watch is re-opened."""
 ACCEPT_JSON = "application/json"
 ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -96,6 +102,7 @@ class ListWatch:
         metadata_only: bool = False,
         keep_managed_fields: bool = False,
         page_size: int = DEFAULT_PAGE_SIZE,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self.api_client = api_client
         self.resource = resource
@@ -108,6 +115,7 @@ class ListWatch:
         self.metadata_only = metadata_only
         self.keep_managed_fields = keep_managed_fields
         self.page_size = page_size
+        self.max_line_bytes = max_line_bytes
         self.path = resource.collection_path(self.namespace)
         if metadata_only:
             self.expected_kind, self.expected_api_version = "PartialObjectMetadata", "meta.k8s.io/v1"
@@ -239,15 +247,24 @@ class ListWatch:
             response.close()
 
     def decode_event(self, line: bytes) -> WatchEvent:
-        """One watch line → `WatchEvent`; `DecodeError` (without the body) if it is not one."""
+        """One watch line → `WatchEvent`; `DecodeError` (naming what is wrong, never the body) if not one.
+
+        Object events need `metadata.name` and `metadata.resourceVersion` (RVs are opaque
+        strings, as the API conventions say: kinformer never compares them, so a non-numeric
+        or "backwards" RV is kept as given). A BOOKMARK needs a metadata object; an ERROR's
+        object is read as a Status (a missing or odd `code` counts as 500).
+        """
         try:
             event = orjson.loads(line)
             kind = event["type"]
             obj = event["object"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise DecodeError(f"malformed watch event line ({len(line)} bytes)") from None
-        if not isinstance(obj, dict):
-            raise DecodeError(f"watch event {kind!r} has no object")
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"watch line is not JSON ({len(line)} bytes): {exc.msg}") from None
+        except (KeyError, TypeError):
+            raise DecodeError(f"watch line is not a watch event object ({len(line)} bytes)") from None
+        if not isinstance(obj, dict) or not isinstance(kind, str):
+            raise DecodeError(f"watch event {_describe(kind)} has no object" if isinstance(kind, str)
+                              else f"watch event type is not a string: {_describe(kind)}")
         if kind in _OBJECT_EVENTS:
             meta = obj.get("metadata")
             if not isinstance(meta, dict) or not meta.get("name") or not meta.get("resourceVersion"):
@@ -257,19 +274,37 @@ class ListWatch:
             if "kind" not in obj:
                 obj["kind"] = self.expected_kind
                 obj["apiVersion"] = self.expected_api_version
-        elif kind not in ("BOOKMARK", "ERROR"):
-            raise DecodeError(f"unknown watch event type {kind!r}")
+        elif kind == "BOOKMARK":
+            if not isinstance(obj.get("metadata", {}), dict):
+                raise DecodeError("BOOKMARK event whose metadata is not an object")
+        elif kind != "ERROR":
+            raise DecodeError(f"unknown watch event type {_describe(kind)}")
         return WatchEvent(kind, obj)
 
 
+def _describe(value: Any) -> str:
+    """A short, safe description of a value from the wire (never a long or nested value)."""
+    if isinstance(value, str) and len(value) <= 40 and value.isprintable():
+        return repr(value)
+    return f"<{type(value).__name__}>"
+
+
 class WatchStream:
-    """The events of one open watch, in batches (see the module docstring)."""
+    """The events of one open watch, in batches (see the module docstring).
+
+    Lines are split on b"\\n" as chunks arrive; a line still incomplete at the end of a chunk
+    is kept as a list of parts (no quadratic re-joining of a long line), and a line longer
+    than `max_line_bytes` raises `DecodeError` without being buffered further.
+    """
 
     def __init__(self, list_watch: ListWatch, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
         self._decode = list_watch.decode_event
         self._content = response.content
         self._idle_timeout = idle_timeout
+        self._max_line = list_watch.max_line_bytes
         self._buffer = b""
+        self._parts: list[bytes] = []
+        self._parts_size = 0
         self._pending: BaseException | None = None
         self.bytes_read = 0
 
@@ -291,20 +326,31 @@ class WatchStream:
                 raise WatchDroppedError("watch connection closed by the server before the end of the stream "
                                         f"({type(exc).__name__})") from exc
             if not chunk:
-                if self._buffer:
+                if self._buffer or self._parts:
                     raise WatchDroppedError("watch ended in the middle of an event")
                 raise StopAsyncIteration
             self.bytes_read += len(chunk)
-            if self._buffer:
+            if b"\n" not in chunk:  # the middle of a long line
+                self._hold(chunk)
+                continue
+            if self._parts:
+                self._parts.append(self._buffer + chunk if self._buffer else chunk)
+                chunk = b"".join(self._parts)
+                self._parts, self._parts_size, self._buffer = [], 0, b""
+            elif self._buffer:
                 chunk = self._buffer + chunk
             lines = chunk.split(b"\n")
             self._buffer = lines.pop()
+            if len(self._buffer) > self._max_line:
+                raise self._too_long(len(self._buffer))
             events: list[WatchEvent] = []
             decode = self._decode
             for line in lines:
                 if not line:
                     continue
                 try:
+                    if len(line) > self._max_line:
+                        raise self._too_long(len(line))
                     events.append(decode(line))
                 except DecodeError as exc:
                     if not events:
@@ -313,3 +359,17 @@ class WatchStream:
                     return events
             if events:
                 return events
+
+    def _hold(self, chunk: bytes) -> None:
+        if self._buffer:
+            self._parts.append(self._buffer)
+            self._parts_size += len(self._buffer)
+            self._buffer = b""
+        self._parts.append(chunk)
+        self._parts_size += len(chunk)
+        if self._parts_size > self._max_line:
+            raise self._too_long(self._parts_size)
+
+    def _too_long(self, size: int) -> DecodeError:
+        self._parts, self._parts_size, self._buffer = [], 0, b""
+        return DecodeError(f"watch line longer than max_line_bytes ({self._max_line}): {size}+ bytes")

@@ -33,10 +33,10 @@ The transitions (`transition`, tested as a table in tests/test_reflector_states.
     BackingOff     the wait is over                          `then`
 
 "Progress" is an event received (bookmarks count, as in client-go), or a watch that lasted
-`short_watch` (1 s). "The relist"
-is Listing("0") before the first sync, else Listing(last RV, NotOlderThan), or the
-StreamingList equivalent when streaming lists are on. Every list after a 410 / too-large
-error uses RV "" until one succeeds; the round after that goes back to the last synced RV.
+`short_watch` (1 s). "The relist" is Listing("0") before the first sync, else
+Listing(last RV, NotOlderThan), or the StreamingList equivalent when streaming lists are on.
+Every list after a 410 / too-large error uses RV "" until one succeeds; the round after that
+goes back to the last synced RV.
 
 What each request sends (client-go's reflector): LIST pages of `page_size` (500) at one
 resourceVersion, applied page by page through `DeltaFIFO.start_replace()` so a relist never
@@ -566,8 +566,10 @@ class Reflector:
             else:  # ERROR
                 await self._queue(changes, session, rv)
                 status = event.object
-                code = int(status.get("code") or 500)
-                raise api_error_from_status(code, status)
+                if status.get("kind") != "Status":  # say nothing it holds: it may be anything
+                    status = {"message": "watch ERROR event whose object is not a Status"}
+                code = status.get("code")
+                raise api_error_from_status(code if isinstance(code, int) and code >= 400 else 500, status)
         await self._queue(changes, session, rv)
 
     def _unexpected(self, obj: Any) -> None:
