@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -110,6 +111,7 @@ def postgres() -> Any:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 SCENARIOS = {"rv-memory": rv_memory, "write": write}
