@@ -13,6 +13,9 @@ KinformerError
 │       ├── NotFoundError (404)       ConflictError (409)       ExpiredError (410)
 │       ├── TooManyRequestsError (429)
 │       └── ServerError (5xx)  └── TooLargeResourceVersionError (504 "Too large resource version")
+├── StorageError                 the mirror's database failed
+│   ├── StorageUnavailableError  cannot connect, or the connection broke (the mirror's writer retries)
+│   └── SchemaVersionError       the database's schema is newer than this kinformer knows how to use
 ├── LifecycleError               a component used out of order
 │   ├── AlreadyStartedError      run()/start twice
 │   └── StoppedError             used after it stopped (e.g. add_event_handler after stop)
@@ -212,6 +215,24 @@ def api_error_from_status(
     else:
         cls = ApiError
     return cls(code, reason, message, retry_after=retry_after, status=body)
+
+
+# -- the mirror's database ----------------------------------------------------------------
+
+
+class StorageError(KinformerError):
+    """The mirror's SQL database refused or failed a request; `__cause__` is the driver's error."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached or the connection broke; writes are retried, never dropped."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was migrated by a newer kinformer (its schema version is above ours).
+
+    kinformer never downgrades a schema: run the newer version, or point it at another database.
+    """
 
 
 # -- lifecycle ---------------------------------------------------------------------------
