@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import orjson
-import yaml  # type: ignore[import-untyped]  # kubernetes_asyncio's dependency
+import yaml  # kubernetes_asyncio's dependency
 
 from kinformer.mirror.storage import MirrorStorage
 from kinformer.mirror.sync import Mirror
