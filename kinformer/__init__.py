@@ -19,6 +19,7 @@ from kinformer.errors import (
     KeyFuncError,
     KinformerError,
     NotFoundError,
+    QueryError,
     QueueEmptyError,
     SelectorError,
     ShutDownError,
@@ -45,6 +46,19 @@ from kinformer.listwatch import ListWatch
 from kinformer.metrics import MetricsProvider, PrometheusMetricsProvider
 from kinformer.objects import DeletedFinalStateUnknown, KubeObject, meta_namespace_key, split_key
 from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, OnUpdate
+from kinformer.query import (
+    LABEL_INDEX,
+    OWNER_INDEX,
+    FieldPath,
+    Hit,
+    Page,
+    PathIndex,
+    Plan,
+    PlanStep,
+    Query,
+    SourcePlan,
+    label_index_func,
+)
 from kinformer.ratelimit import (
     BucketRateLimiter,
     ItemExponentialFailureRateLimiter,
@@ -62,7 +76,9 @@ from kinformer.typed import to_model
 from kinformer.workqueue import DelayingQueue, RateLimitingQueue, WorkQueue
 
 __all__ = [
+    "LABEL_INDEX",
     "NAMESPACE_INDEX",
+    "OWNER_INDEX",
     "AlreadyStartedError",
     "ApiError",
     "Backoff",
@@ -80,11 +96,13 @@ __all__ = [
     "EventType",
     "ExpiredError",
     "FIFOClosedError",
+    "FieldPath",
     "FieldSelector",
     "ForbiddenError",
     "HandlerError",
     "HandlerObject",
     "HandlerSignatureError",
+    "Hit",
     "Indexer",
     "InformerFactory",
     "InformerHealth",
@@ -102,7 +120,13 @@ __all__ = [
     "OnAdd",
     "OnDelete",
     "OnUpdate",
+    "Page",
+    "PathIndex",
+    "Plan",
+    "PlanStep",
     "PrometheusMetricsProvider",
+    "Query",
+    "QueryError",
     "QueueEmptyError",
     "RateLimiter",
     "RateLimitingQueue",
@@ -114,6 +138,7 @@ __all__ = [
     "SelectorError",
     "SharedIndexInformer",
     "ShutDownError",
+    "SourcePlan",
     "StoppedError",
     "SyncResult",
     "TooLargeResourceVersionError",
@@ -126,6 +151,7 @@ __all__ = [
     "WithMaxWaitRateLimiter",
     "WorkQueue",
     "default_controller_rate_limiter",
+    "label_index_func",
     "meta_namespace_key",
     "namespace_index_func",
     "split_key",
