@@ -49,6 +49,7 @@ from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, On
 from kinformer.query import (
     LABEL_INDEX,
     OWNER_INDEX,
+    OWNER_PATH,
     FieldPath,
     Hit,
     Page,
@@ -79,6 +80,7 @@ __all__ = [
     "LABEL_INDEX",
     "NAMESPACE_INDEX",
     "OWNER_INDEX",
+    "OWNER_PATH",
     "AlreadyStartedError",
     "ApiError",
     "Backoff",
