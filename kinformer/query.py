@@ -94,8 +94,8 @@ import contextlib
 import heapq
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeAlias, overload
 
@@ -177,11 +177,115 @@ def _render(segments: Sequence[Segment]) -> str:
     return "".join(out)
 
 
+def _identity(obj: Any) -> Any:
+    return obj
+
+
+def _compile_get(segments: tuple[Segment, ...]) -> Callable[[Any], Any]:
+    """A function returning the value a path without `[*]` reaches, or None (null too)."""
+    if not segments:
+        return _identity
+    if all(type(seg) is str for seg in segments):
+        # Subscripting a list, a string or None with a str raises TypeError: not a mapping, no value.
+        if len(segments) == 1:
+            (a,) = segments
+
+            def get1(obj: Any) -> Any:
+                return obj.get(a) if isinstance(obj, dict) else None
+            return get1
+        if len(segments) == 2:
+            a, b = segments
+
+            def get2(obj: Any) -> Any:
+                try:
+                    return obj[a][b]
+                except (KeyError, TypeError, IndexError):
+                    return None
+            return get2
+
+        def get_n(obj: Any) -> Any:
+            try:
+                for seg in segments:
+                    obj = obj[seg]
+            except (KeyError, TypeError, IndexError):
+                return None
+            return obj
+        return get_n
+
+    def get(obj: Any) -> Any:
+        for seg in segments:
+            if type(seg) is str:
+                if not isinstance(obj, dict):
+                    return None
+                obj = obj.get(seg)
+            elif isinstance(seg, int) and isinstance(obj, list) and -len(obj) <= seg < len(obj):
+                obj = obj[seg]
+            else:
+                return None
+            if obj is None:
+                return None
+        return obj
+    return get
+
+
+def _compile_reach(segments: tuple[Segment, ...]) -> Callable[[Any], list[Any]]:
+    """A function returning every value a path reaches; `[*]` fans out over lists and mappings."""
+    if _STAR not in segments:
+        get = _compile_get(segments)
+
+        def reach_one(obj: Any) -> list[Any]:
+            value = get(obj)
+            return [] if value is None else [value]
+        return reach_one
+    star = segments.index(_STAR)
+    head, rest = _compile_get(segments[:star]), segments[star + 1:]
+    tail = _compile_get(rest) if _STAR not in rest else None
+    tails = _compile_reach(rest) if tail is None else None
+
+    def reach(obj: Any) -> list[Any]:
+        container = head(obj)
+        if isinstance(container, list):
+            elements: Iterable[Any] = container
+        elif isinstance(container, dict):
+            elements = container.values()
+        else:
+            return []
+        out: list[Any] = []
+        if tail is not None:
+            for element in elements:
+                value = tail(element)
+                if value is not None:
+                    out.append(value)
+        else:
+            assert tails is not None
+            for element in elements:
+                out.extend(tails(element))
+        return out
+    return reach
+
+
 @dataclass(frozen=True, slots=True)
 class FieldPath:
-    """A parsed path (see the module docstring for the syntax). `FieldPath.parse(text)`."""
+    """A parsed path (see the module docstring for the syntax). `FieldPath.parse(text)`.
+
+    `path.values(obj)` is every value it reaches in `obj` (null counts as absent);
+    `path.value(obj)` the first of them, or None. Both are compiled once per path.
+    """
 
     segments: tuple[Segment, ...]
+    values: Callable[[Any], list[Any]] = field(init=False, repr=False, compare=False)
+    value: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        reach = _compile_reach(self.segments)
+        object.__setattr__(self, "values", reach)
+        if _STAR in self.segments:
+            def first(obj: Any) -> Any:
+                found = reach(obj)
+                return found[0] if found else None
+            object.__setattr__(self, "value", first)
+        else:
+            object.__setattr__(self, "value", _compile_get(self.segments))
 
     @classmethod
     def parse(cls, text: str) -> FieldPath:
@@ -244,49 +348,6 @@ class FieldPath:
         """True when the path can reach several values (it has a `[*]`)."""
         return _STAR in self.segments
 
-    def values(self, obj: Any) -> list[Any]:
-        """Every value the path reaches in `obj`; null counts as absent."""
-        current = [obj]
-        for seg in self.segments:
-            reached: list[Any] = []
-            if type(seg) is str:
-                for value in current:
-                    if isinstance(value, dict):
-                        found = value.get(seg)
-                        if found is not None:
-                            reached.append(found)
-            elif seg is _STAR:
-                for value in current:
-                    if isinstance(value, list):
-                        reached.extend(v for v in value if v is not None)
-                    elif isinstance(value, dict):
-                        reached.extend(v for v in value.values() if v is not None)
-            else:
-                assert isinstance(seg, int)
-                for value in current:
-                    if isinstance(value, list) and -len(value) <= seg < len(value) and value[seg] is not None:
-                        reached.append(value[seg])
-            if not reached:
-                return reached
-            current = reached
-        return current
-
-    def value(self, obj: Any) -> Any:
-        """The value a path without `[*]` reaches, or None."""
-        current = obj
-        for seg in self.segments:
-            if type(seg) is str:
-                if not isinstance(current, dict):
-                    return None
-                current = current.get(seg)
-            elif isinstance(seg, int) and isinstance(current, list) and -len(current) <= seg < len(current):
-                current = current[seg]
-            else:
-                return None
-            if current is None:
-                return None
-        return current
-
     def __str__(self) -> str:
         return _render(self.segments)
 
@@ -348,6 +409,7 @@ def label_index_func(obj: Any) -> list[str]:
 
 
 _OWNER_INDEX_FUNC: Final = PathIndex(OWNER_PATH)
+_NO_LABELS: Final[Mapping[str, str]] = {}
 _NAMESPACE_SEGMENTS: Final = ("metadata", "namespace")
 
 
@@ -442,7 +504,11 @@ class _Namespace(_Clause):
         return (indices.namespace, self.namespaces, "") if indices.namespace else None
 
     def matches(self, obj: Any) -> bool:
-        return namespace_of(obj) in self.namespaces
+        try:
+            ns = obj["metadata"].get("namespace") or ""
+        except (KeyError, TypeError, AttributeError):
+            ns = namespace_of(obj)
+        return ns in self.namespaces
 
     def __str__(self) -> str:
         return f"namespace in ({','.join(sorted(self.namespaces))})"
@@ -465,7 +531,11 @@ class _Label(_Clause):
         return (name, values, note) if name is not None else None
 
     def matches(self, obj: Any) -> bool:
-        return self.requirement.matches(labels_of(obj))
+        try:
+            lbls = obj["metadata"].get("labels")
+        except (KeyError, TypeError, AttributeError):
+            lbls = labels_of(obj)
+        return self.requirement.matches(lbls if isinstance(lbls, dict) else _NO_LABELS)
 
     def __str__(self) -> str:
         return f"label {self.requirement}"
@@ -500,6 +570,10 @@ class _Where(_Clause):
     texts: frozenset[str]
     absent: bool  # None was among the values: the path reaching nothing matches too
     label: str = ""
+    wildcard: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wildcard", self.path.wildcard)
 
     def lookup(self, indices: _Indices) -> _Lookup | None:
         if self.absent:
@@ -507,17 +581,17 @@ class _Where(_Clause):
         return _equality_lookup(indices, self.path.segments, self.texts)
 
     def matches(self, obj: Any) -> bool:
-        path, texts = self.path, self.texts
-        if not path.wildcard:
-            value = path.value(obj)
+        texts = self.texts
+        if not self.wildcard:
+            value = self.path.value(obj)
             if value is None:
                 return self.absent
-            return _text(value) in texts
-        values = path.values(obj)
+            return (value if type(value) is str else _text(value)) in texts
+        values = self.path.values(obj)
         if not values:
             return self.absent
         for value in values:
-            if _text(value) in texts:
+            if (value if type(value) is str else _text(value)) in texts:
                 return True
         return False
 
@@ -572,22 +646,34 @@ class _Cluster(_Clause):
 
 _BOOL, _NUMBER, _TIME, _STRING, _MISSING = range(5)
 _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
+_SIMPLE_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL: Final = _EPOCH.toordinal()
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def _instant(text: str) -> int | None:
     """Microseconds since the epoch of an RFC 3339 timestamp, or None if `text` is not one."""
-    if len(text) < 20 or text[4] != "-":
-        return None
+    if len(text) == 20:
+        # metav1.Time's own form (seconds, UTC), done without building a datetime: the hot case.
+        simple = _SIMPLE_TIME.fullmatch(text)
+        if simple is not None:
+            year, month, day, hour, minute, second = map(int, simple.groups())
+            if hour > 23 or minute > 59 or second > 59:
+                return None
+            try:
+                days = date(year, month, day).toordinal() - _EPOCH_ORDINAL
+            except ValueError:
+                return None
+            return ((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000
     match = _RFC3339.fullmatch(text)
     if match is None:
         return None
-    day, clock, fraction, zone = match.groups()
+    ymd, clock, fraction, zone = match.groups()
     micros = ((fraction or "") + "000000")[:6]
     offset = "+00:00" if zone in ("Z", "z") else zone
     try:
-        moment = datetime.fromisoformat(f"{day}T{clock}.{micros}{offset}")
+        moment = datetime.fromisoformat(f"{ymd}T{clock}.{micros}{offset}")
     except ValueError:
         return None
     return (moment - _EPOCH) // _MICROSECOND
@@ -622,19 +708,22 @@ class _Descending:
 
 def _sortable(raw: Any) -> tuple[int, Any]:
     """(type rank, comparable value) of a normalised sort value (see the module docstring)."""
+    if type(raw) is str:
+        if (raw.isdigit() and raw.isascii()) or (raw[:1] == "-" and _INTEGER.fullmatch(raw)):
+            return _NUMBER, int(raw)
+        if len(raw) >= 20 and raw[4] == "-":
+            instant = _instant(raw)
+            if instant is not None:
+                return _TIME, instant
+        return _STRING, raw
     if raw is None:
         return _MISSING, 0
     if isinstance(raw, bool):
         return _BOOL, int(raw)
     if isinstance(raw, int | float):
         return _NUMBER, raw
-    if isinstance(raw, str):
-        if raw.isascii() and _INTEGER.fullmatch(raw):
-            return _NUMBER, int(raw)
-        instant = _instant(raw)
-        if instant is not None:
-            return _TIME, instant
-        return _STRING, raw
+    if isinstance(raw, str):  # a str subclass
+        return _sortable(str(raw))
     return _MISSING, 0
 
 
@@ -672,11 +761,19 @@ class _OrderField:
     def raw(self, obj: Any, cluster: str) -> Scalar:
         return cluster if self.path is None else _normalise(self.path.value(obj))
 
-    def component(self, raw: Scalar) -> tuple[int, Any]:
+    def component(self, raw: Any) -> tuple[int, Any]:
         rank, value = _sortable(raw)
         if not self.descending:
             return rank, value
         return -rank, (_Descending(value) if isinstance(value, str) else -value)
+
+    def sort_key(self, cluster: str) -> Callable[[Any], tuple[int, Any]]:
+        """The component of this field for objects of `cluster` (one call per object, no cursor form)."""
+        if self.path is None:
+            fixed = self.component(cluster)
+            return lambda obj: fixed
+        get, component = self.path.value, self.component
+        return lambda obj: component(get(obj))
 
     def __str__(self) -> str:
         return ("-" if self.descending else "") + (CLUSTER_FIELD if self.path is None else str(self.path))
@@ -997,9 +1094,13 @@ class Query(Generic[ObjT]):
         total = 0
         for cluster, matched in self._matches():
             total += len(matched)
+            keys = [f.sort_key(cluster) for f in order]
+            first = keys[0] if len(keys) == 1 else None
             for key, obj in matched:
-                if order:
-                    row_key = (*(f.component(f.raw(obj, cluster)) for f in order), cluster, key)
+                if first is not None:
+                    row_key: tuple[Any, ...] = (first(obj), cluster, key)
+                elif keys:
+                    row_key = (*[k(obj) for k in keys], cluster, key)
                 else:
                     row_key = (cluster, key)
                 if boundary is None or row_key > boundary:
