@@ -1090,10 +1090,21 @@ class Query(Generic[ObjT]):
                                  f"not order_by({self._ordering()!r})")
             boundary = (*(f.component(v) for f, v in zip(order, cursor.values, strict=True)),
                         cursor.cluster, cursor.key)
-        rows: list[tuple[tuple[Any, ...], str, str, Any]] = []
+        sources = self._matches()
+        # Rows are (sort key, object); the sort key ends with (cluster, key), except for one
+        # source in the default order, where it is the key alone and the pairs need no copying.
+        key_only = not order and len(sources) == 1
+        rows: list[tuple[Any, Any]] = []
         total = 0
-        for cluster, matched in self._matches():
+        for cluster, matched in sources:
             total += len(matched)
+            if key_only:
+                if boundary is None or cluster > boundary[0]:
+                    rows = matched
+                elif cluster == boundary[0]:
+                    after = boundary[1]
+                    rows = [kv for kv in matched if kv[0] > after]
+                continue
             keys = [f.sort_key(cluster) for f in order]
             first = keys[0] if len(keys) == 1 else None
             for key, obj in matched:
@@ -1104,7 +1115,7 @@ class Query(Generic[ObjT]):
                 else:
                     row_key = (cluster, key)
                 if boundary is None or row_key > boundary:
-                    rows.append((row_key, cluster, key, obj))
+                    rows.append((row_key, obj))
         after_cursor = len(rows)
         if limit is None:
             rows.sort(key=_ROW_KEY)
@@ -1113,12 +1124,16 @@ class Query(Generic[ObjT]):
             chosen = heapq.nsmallest(limit + 1, rows, key=_ROW_KEY)
             more = len(chosen) > limit
             del chosen[limit:]
+        if key_only:
+            only = sources[0][0]
+            hits = [Hit(only, key, obj) for key, obj in chosen]
+        else:
+            hits = [Hit(row_key[-2], row_key[-1], obj) for row_key, obj in chosen]
         next_cursor = None
         if more:
-            _, cluster, key, obj = chosen[-1]
-            next_cursor = _Cursor(self._ordering(), tuple(f.raw(obj, cluster) for f in order), cluster,
-                                  key).encode()
-        hits = [Hit(cluster, key, obj) for _, cluster, key, obj in chosen]
+            last = hits[-1]
+            next_cursor = _Cursor(self._ordering(), tuple(f.raw(last.object, last.cluster) for f in order),
+                                  last.cluster, last.key).encode()
         return Page([h.object for h in hits], hits, next_cursor,
                     total if count else None, after_cursor - len(chosen) if count else None)
 
