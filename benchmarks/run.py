@@ -8,6 +8,8 @@ The work-queue scenario needs no server: kinformer's WorkQueue and client-go's
 util/workqueue (benchmarks/go/workqueue) run the same item pattern, each on the client core.
 The mirror scenario (benchmarks/mirror.py) measures the resourceVersion-only informer's memory
 and the objects/s written into SQLite and into a temporary PostgreSQL server.
+The query scenario needs none either: benchmarks/query.py fills a cache of `--query-pods` pods
+in one process on the client core and times selective queries through indexes and by scans.
 """
 
 from __future__ import annotations
@@ -247,6 +249,13 @@ def scenario_mirror(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 lambda i: mirror_cmd("write", url, "--db", pg.url(), "--schema", f"bench_{i}"), runs)
     results["mirror"] = out
 
+def scenario_query(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Selective queries over one cache, through Query's indexes vs. Query scanning a cache with
+    no index vs. a hand-written scan (benchmarks/query.py; it times its own samples, so one run)."""
+    log(f"queries: {args.query_pods} pods in one cache, index vs. full scan")
+    results["query"] = run_once([sys.executable, "-m", "benchmarks.query", "--pods", str(args.query_pods),
+                                 "--runs", str(args.runs)])
+
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
@@ -332,6 +341,19 @@ def markdown(results: dict[str, Any]) -> str:
                        ["database", "initial sync objects/s (list → rows)", "storage.write alone objects/s"],
                        [[name, f"{r['objects_per_s']:,.0f}", f"{r['raw_objects_per_s']:,.0f}"]
                         for name, r in mr["write"].items()])
+    qr = results.get("query")
+    if qr:
+        ms = 1e3
+        rows = [[name, f"{r['matches']:,}", f"{r['candidates']:,}", f"{r['index_s'] * ms:,.3f}",
+                 f"{r['scan_s'] * ms:,.1f}", f"{r['scan_over_index']:,.0f}x",
+                 f"{r['hand_written_scan_s'] * ms:,.1f}" if "hand_written_scan_s" in r else "n/a",
+                 f"{r['lister_s'] * ms:,.2f}" if "lister_s" in r else "n/a"] for name, r in qr["queries"].items()]
+        lines += table(f"## 9. Queries ({qr['pods']:,} pods in one cache; Query through indexes vs. Query over a "
+                       "cache without indexes; medians)",
+                       ["query", "matches", "candidates", "via index ms", "full scan ms", "scan / index",
+                        "hand-written scan ms", "Lister.list ms"], rows)
+        lines += [f"Building the label index over the whole cache took {qr['label_index_build_s']:.2f} s, the owner "
+                  f"index {qr['owner_index_build_s']:.2f} s (once, on first use or at start).", ""]
     return "\n".join(lines)
 
 
@@ -343,7 +365,9 @@ def main() -> None:
     parser.add_argument("--wq-ops", type=int, default=1_000_000, help="items processed per work-queue run")
     parser.add_argument("--mirror-pods", type=int, default=100_000, help="pods for the mirror's memory scenario")
     parser.add_argument("--mirror-write-pods", type=int, default=20_000, help="pods for the mirror's write scenario")
-    parser.add_argument("--only", nargs="*", default=["watch", "sync", "relist", "fanout", "workqueue", "mirror"])
+    parser.add_argument("--query-pods", type=int, default=100_000, help="pods in the query scenario's cache")
+    parser.add_argument("--only", nargs="*",
+                        default=["watch", "sync", "relist", "fanout", "workqueue", "mirror", "query"])
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--merge", action="store_true",
                         help="re-run only --only scenarios and merge them into the existing results file")
@@ -365,7 +389,7 @@ def main() -> None:
         results = previous | {"machine": results["machine"]}
     steps: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
         "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout,
-        "workqueue": scenario_workqueue, "mirror": scenario_mirror}
+        "workqueue": scenario_workqueue, "mirror": scenario_mirror, "query": scenario_query}
     for name in args.only:
         steps[name](args, results)
     results["wall_seconds"] = round(time.time() - started, 1)

@@ -32,6 +32,7 @@ from kinformer.errors import (
     LeaderElectionError,
     LeadershipLostError,
     NotFoundError,
+    QueryError,
     QueueEmptyError,
     ReconcileTimeoutError,
     SelectorError,
@@ -67,6 +68,20 @@ from kinformer.metrics import (
 )
 from kinformer.objects import DeletedFinalStateUnknown, KubeObject, meta_namespace_key, split_key
 from kinformer.processor import EventHandler, HandlerObject, OnAdd, OnDelete, OnUpdate
+from kinformer.query import (
+    LABEL_INDEX,
+    OWNER_INDEX,
+    OWNER_PATH,
+    FieldPath,
+    Hit,
+    Page,
+    PathIndex,
+    Plan,
+    PlanStep,
+    Query,
+    SourcePlan,
+    label_index_func,
+)
 from kinformer.ratelimit import (
     BucketRateLimiter,
     ItemExponentialFailureRateLimiter,
@@ -84,7 +99,10 @@ from kinformer.typed import to_model
 from kinformer.workqueue import DelayingQueue, RateLimitingQueue, WorkQueue
 
 __all__ = [
+    "LABEL_INDEX",
     "NAMESPACE_INDEX",
+    "OWNER_INDEX",
+    "OWNER_PATH",
     "AlreadyStartedError",
     "ApiError",
     "Backoff",
@@ -107,11 +125,13 @@ __all__ = [
     "EventType",
     "ExpiredError",
     "FIFOClosedError",
+    "FieldPath",
     "FieldSelector",
     "ForbiddenError",
     "HandlerError",
     "HandlerObject",
     "HandlerSignatureError",
+    "Hit",
     "Indexer",
     "InformerFactory",
     "InformerHealth",
@@ -135,7 +155,13 @@ __all__ = [
     "OnAdd",
     "OnDelete",
     "OnUpdate",
+    "Page",
+    "PathIndex",
+    "Plan",
+    "PlanStep",
     "PrometheusMetricsProvider",
+    "Query",
+    "QueryError",
     "QueueEmptyError",
     "RateLimiter",
     "RateLimitingQueue",
@@ -151,6 +177,7 @@ __all__ = [
     "SharedIndexInformer",
     "ShutDownError",
     "Shutdown",
+    "SourcePlan",
     "StoppedError",
     "SyncResult",
     "TerminalError",
@@ -165,6 +192,7 @@ __all__ = [
     "WorkQueue",
     "default_controller_rate_limiter",
     "informer_metrics",
+    "label_index_func",
     "meta_namespace_key",
     "namespace_index_func",
     "owner_requests",

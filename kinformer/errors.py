@@ -27,6 +27,7 @@ KinformerError
 ├── TerminalError                raised by a reconcile: retrying cannot help (not requeued; logged, counted)
 ├── ReconcileTimeoutError        a reconcile outran its controller's reconcile_timeout (a TimeoutError too)
 ├── InvalidArgumentError         an argument out of range (a ValueError too)
+│   └── QueryError               a Query that cannot run as written: bad path, order field, cursor, source
 ├── HandlerSignatureError        a handler that cannot take the arguments it will get (a TypeError too)
 ├── SelectorError                a label/field selector does not parse; the message names the part
 ├── IndexerConflictError         add_indexers with a name that exists
@@ -297,6 +298,13 @@ class ReconcileTimeoutError(KinformerError, TimeoutError):
 
 class InvalidArgumentError(KinformerError, ValueError):
     """An argument is out of range or of the wrong shape (e.g. `max_pending=0`)."""
+
+
+class QueryError(InvalidArgumentError):
+    """A `Query` that cannot run as written: a path that does not parse, an order field that
+    is not single-valued, a cursor that is not one of ours (or belongs to another ordering),
+    a source that is not a cache. The message names the offending part; a web layer answers
+    it with 400. (A bad selector inside a query raises `SelectorError` instead.)"""
 
 
 class HandlerSignatureError(KinformerError, TypeError):
