@@ -11,6 +11,11 @@ each, managedFields included) once, then serves, from ready bytes:
   is level-triggered: one signal releases the next or the waiting watch);
 - POST /admin/expire: open watches end and the next one answers an ERROR 410 (a relist);
 - GET /admin/stats: requests served.
+With `--protobuf-encoder PATH` (benchmarks/go/protoenc, built by run.py), the same pods and
+events are also encoded as the API server's protobuf (by apimachinery's own encoders) and
+served to a request whose Accept header asks for `application/vnd.kubernetes.protobuf`:
+list pages of the page size given by `--page-size`, or the whole list without a limit, and a
+watch of length-delimited WatchEvent frames (`;stream=watch`). /admin/expire is JSON-only.
 The server is not the bottleneck: every contender reads the same bytes from it.
 """
 
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 
 import orjson
@@ -29,10 +35,43 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kinformer.testing.generators import make_pod
 
 CHUNK = 1 << 20
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+class Protobuf:
+    """The protobuf encoding of the replay's list and events (see the module docstring)."""
+
+    def __init__(self, encoder: str, items: list[bytes], events: list[bytes], list_rv: int, page_size: int) -> None:
+        records = [orjson.dumps({"list": {"resourceVersion": str(list_rv), "pageSize": page_size}})]
+        records += [b'{"item":' + item + b"}" for item in items]
+        records += [b'{"event":' + event + b"}" for event in events]
+        out = subprocess.run([encoder], input=b"\n".join(records) + b"\n", capture_output=True, check=True).stdout
+        self.page_size = page_size
+        self.whole = b""
+        self.pages: list[bytes] = []
+        frames: list[bytes] = []
+        pos = 0
+        while pos < len(out):
+            tag, size = out[pos:pos + 1], int.from_bytes(out[pos + 1:pos + 5], "big")
+            data = out[pos + 5:pos + 5 + size]
+            pos += 5 + size
+            if tag == b"A":
+                self.whole = data
+            elif tag == b"P":
+                self.pages.append(data)
+            else:
+                frames.append(data)
+        self.stream = b"".join(frames)
+        self.frame_ends = []
+        end = 0
+        for frame in frames:
+            end += len(frame)
+            self.frame_ends.append(end)
 
 
 class Replay:
-    def __init__(self, pods: int, pod_bytes: int, events: int, gate: bool = False, rate: float = 0.0) -> None:
+    def __init__(self, pods: int, pod_bytes: int, events: int, gate: bool = False, rate: float = 0.0,
+                 protobuf_encoder: str = "", page_size: int = 500) -> None:
         self.gate = gate
         self.rate = rate
         self.go = asyncio.Event()
@@ -63,6 +102,11 @@ class Replay:
         self.expire_next = False
         self.expired = asyncio.Event()
         self.requests = {"list": 0, "watch": 0}
+        self.protobuf = Protobuf(protobuf_encoder, self.items, lines, self.list_rv, page_size) \
+            if protobuf_encoder else None
+
+    def _wants_protobuf(self, request: web.Request) -> bool:
+        return self.protobuf is not None and request.headers.get("Accept", "").startswith(PROTOBUF)
 
     async def pods(self, request: web.Request) -> web.StreamResponse:
         q = request.query
@@ -71,6 +115,16 @@ class Replay:
         self.requests["list"] += 1
         limit = int(q.get("limit") or 0) or len(self.items)
         start = int(q.get("continue") or 0)
+        if self._wants_protobuf(request):
+            proto = self.protobuf
+            assert proto is not None
+            if limit >= len(self.items) and not start:
+                body = proto.whole
+            elif limit == proto.page_size and start % limit == 0:
+                body = proto.pages[start // limit]
+            else:
+                return web.Response(status=400, text=f"protobuf lists are pre-encoded in pages of {proto.page_size}")
+            return web.Response(body=body, content_type=PROTOBUF)
         page = self.items[start:start + limit]
         meta: dict[str, object] = {"resourceVersion": str(self.list_rv)}
         if start + limit < len(self.items):
@@ -83,7 +137,9 @@ class Replay:
     async def watch(self, request: web.Request) -> web.StreamResponse:
         self.requests["watch"] += 1
         expired = self.expired  # the event of this watch's lifetime, even if expire() replaces it meanwhile
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        proto = self.protobuf if self._wants_protobuf(request) else None
+        content_type = f"{PROTOBUF};stream=watch" if proto is not None else "application/json"
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         if self.expire_next:
@@ -96,18 +152,22 @@ class Replay:
             await self.go.wait()
             self.go.clear()
         rv = int(request.query.get("resourceVersion") or 0)
+        stream = proto.stream if proto is not None else self.stream
         start = 0
         if rv > self.list_rv:  # resume: skip events already seen (each line is one RV)
             skip = rv - self.list_rv
-            pos = 0
-            for _ in range(skip):
-                pos = self.stream.index(b"\n", pos) + 1
-            start = pos
-        view = memoryview(self.stream)
-        if self.rate:
+            if proto is not None:
+                start = proto.frame_ends[skip - 1]
+            else:
+                pos = 0
+                for _ in range(skip):
+                    pos = self.stream.index(b"\n", pos) + 1
+                start = pos
+        view = memoryview(stream)
+        if self.rate and proto is None:
             await self._paced(resp, view, start)
         else:
-            for offset in range(start, len(self.stream), CHUNK):
+            for offset in range(start, len(stream), CHUNK):
                 await resp.write(bytes(view[offset:offset + CHUNK]))
         await expired.wait()  # keep the watch open until the client goes, or /admin/expire
         return resp
@@ -149,8 +209,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--gate", action="store_true", help="hold watch events until POST /admin/go")
     parser.add_argument("--rate", type=float, default=0.0, help="events per second (0: full speed)")
+    parser.add_argument("--protobuf-encoder", default="", help="benchmarks/go/protoenc binary: also serve protobuf")
+    parser.add_argument("--page-size", type=int, default=500, help="the page size protobuf lists are encoded in")
     args = parser.parse_args()
-    replay = Replay(args.pods, args.pod_bytes, args.events, args.gate, args.rate)
+    replay = Replay(args.pods, args.pod_bytes, args.events, args.gate, args.rate, args.protobuf_encoder,
+                    args.page_size)
     app = web.Application()
     app.router.add_get("/api/v1/pods", replay.pods)
     app.router.add_post("/admin/expire", replay.expire)

@@ -23,19 +23,24 @@ lets a handler registered before start set the check period (asked for means wan
 
 `async with informer:` runs it in a task group and stops every task on exit;
 `await informer.run()` runs it until cancelled.
+
+Metrics (`metrics.InformerMetrics`) are read when scraped (queue length, cache size, RV);
+the one recorded on the event path, processing latency, is looked up once per popped
+batch, so an informer without metrics runs no metrics code per event.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, cast, overload
 
 import anyio
 
 from kinformer._logging import get_logger
-from kinformer.clock import REAL_CLOCK, Clock
+from kinformer.clock import REAL_CLOCK, Clock, RealClock
 from kinformer.errors import (
     AlreadyStartedError,
     ApiError,
@@ -65,6 +70,9 @@ from kinformer.processor import (
 )
 from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler, Watching
 from kinformer.store import NAMESPACE_INDEX, Indexer, IndexFunc, namespace_index_func
+
+if TYPE_CHECKING:
+    from kinformer.metrics import HistogramMetric
 
 
 def _rv(obj: Any) -> Any:
@@ -136,6 +144,20 @@ class EventStream(Generic[ObjT]):
             n = await listener.queue.get()
             if n is None:
                 raise StopAsyncIteration
+        listener.handled(n)
+        return Event(_EVENT_TYPE[n.kind], n.new, n.old, n.initial)
+
+    def get_nowait(self) -> Event[ObjT] | None:
+        """The next event if one is pending, else None (never waits).
+
+        Draining with `get_nowait` and then reading `informer.indexer` in the same
+        synchronous step sees the cache exactly as the events so far left it: the informer
+        writes the cache and queues the event in one step (module docstring).
+        """
+        listener = self._listener
+        n = listener.queue.get_nowait()
+        if n is None:
+            return None
         listener.handled(n)
         return Event(_EVENT_TYPE[n.kind], n.new, n.old, n.initial)
 
@@ -247,6 +269,10 @@ class SharedIndexInformer(Generic[ObjT]):
         self._blocking = False
         self.callback_errors = 0
         self.deltas_processed = 0
+        self.processing_latency: HistogramMetric | None = None
+        """Observes the seconds each popped key's deltas take to process (client-go's
+        `informer_processing_latency_seconds`); set by `metrics.InformerMetrics.register`.
+        Read once per popped batch, so with None the event path has no metrics code in it."""
         self.log = get_logger("kinformer.informer", resource=str(list_watch.resource),
                               namespace=list_watch.namespace or "")
 
@@ -264,6 +290,12 @@ class SharedIndexInformer(Generic[ObjT]):
     @property
     def last_sync_resource_version(self) -> str:
         return self.reflector.last_sync_resource_version if self.reflector is not None else ""
+
+    @property
+    def queued(self) -> int:
+        """Keys waiting in the DeltaFIFO: 0 means the cache holds everything up to
+        `last_sync_resource_version`."""
+        return len(self._fifo)
 
     @property
     def started(self) -> bool:
@@ -474,7 +506,27 @@ class SharedIndexInformer(Generic[ObjT]):
         process = self._process
         batch = self.batch_size
         while True:
-            await fifo.pop_batch(process, batch)
+            if self.processing_latency is None:
+                await fifo.pop_batch(process, batch)
+            else:
+                await fifo.pop_batch(self._process_timed, batch)
+
+    def _process_timed(self, deltas: Deltas, is_initial: bool) -> Any:
+        now = time.monotonic if type(self._clock) is RealClock else self._clock.now
+        start = now()
+        result = self._process(deltas, is_initial)
+        if result is not None:
+            return self._finish_timed(result, start, now)
+        latency = self.processing_latency
+        if latency is not None:
+            latency.observe(now() - start)
+        return None
+
+    async def _finish_timed(self, pending: Any, start: float, now: Callable[[], float]) -> None:
+        await pending
+        latency = self.processing_latency
+        if latency is not None:
+            latency.observe(now() - start)
 
     async def _announce_sync(self) -> None:
         await self._fifo.wait_synced()

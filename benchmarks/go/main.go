@@ -4,6 +4,11 @@
 //	informer-bench -url URL -mode watch -events N   # events/s into the cache after sync
 //	informer-bench -url URL -mode sync              # time, peak RSS and bytes/object to sync
 //	informer-bench -url URL -mode relist            # peak RSS during a forced relist (410)
+//
+// -protobuf asks for protobuf (what client-go uses for built-in types against a real API
+// server; the replay server serves it when started with -protobuf-encoder); the default is
+// JSON, the same bytes kinformer reads. -cpuprofile FILE writes a pprof CPU profile of the
+// measured part (the watch events after sync, or the sync itself).
 package main
 
 import (
@@ -15,6 +20,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,17 +49,44 @@ func peakRSS() int64 {
 	return ru.Maxrss * 1024
 }
 
+// cpuSeconds is the CPU time (user + system, every thread) this process has used so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
 func main() {
 	url := flag.String("url", "", "replay server URL")
 	mode := flag.String("mode", "watch", "watch | sync | relist")
 	events := flag.Int64("events", 0, "MODIFIED events to wait for (watch mode)")
+	useProtobuf := flag.Bool("protobuf", false, "ask for protobuf instead of JSON")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured part here")
 	flag.Parse()
 
 	runtime.GC()
 	base := currentRSS()
 	cfg := &rest.Config{Host: *url, QPS: 1e6, Burst: 1e6}
-	cfg.ContentType = "application/json" // the replay server speaks JSON only, like kinformer
-	cfg.AcceptContentTypes = "application/json"
+	if *useProtobuf {
+		cfg.ContentType = "application/vnd.kubernetes.protobuf"
+		cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	} else {
+		cfg.ContentType = "application/json" // the bytes kinformer reads
+		cfg.AcceptContentTypes = "application/json"
+	}
+	profile := func() func() {
+		if *cpuProfile == "" {
+			return func() {}
+		}
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			panic(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			panic(err)
+		}
+		return func() { pprof.StopCPUProfile(); f.Close() }
+	}
 	clientset := kubernetes.NewForConfigOrDie(cfg)
 	factory := informers.NewSharedInformerFactory(clientset, 0)
 	informer := factory.Core().V1().Pods().Informer()
@@ -68,14 +101,21 @@ func main() {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stopProfile := func() {}
+	if *mode == "sync" {
+		stopProfile = profile()
+	}
 	start := time.Now()
 	factory.Start(ctx.Done())
 	cache.WaitForCacheSync(ctx.Done(), informer.HasSynced)
 	synced := time.Now()
+	stopProfile()
 	out := map[string]interface{}{}
 	switch *mode {
 	case "watch":
 		// Release the replay server's gated watch events and start the clock.
+		stopProfile = profile()
+		cpu := cpuSeconds()
 		begin := time.Now()
 		resp, err := http.Post(*url+"/admin/go", "application/json", nil)
 		if err != nil {
@@ -84,6 +124,9 @@ func main() {
 		resp.Body.Close()
 		<-done
 		elapsed := time.Since(begin).Seconds()
+		cpu = cpuSeconds() - cpu
+		stopProfile()
+		out["cpu_us_per_event"] = cpu / float64(updates.Load()) * 1e6
 		out["events"] = updates.Load()
 		out["seconds"] = elapsed
 		out["events_per_s"] = float64(updates.Load()) / elapsed

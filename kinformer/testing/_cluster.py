@@ -333,6 +333,8 @@ class Cluster:
     def delete(self, resource: Resource, name: str, namespace: str | None = None,
                preconditions: Obj | None = None) -> Obj:
         old = self.check_preconditions(resource, name, namespace, preconditions)
+        if resource == Resource.customresourcedefinitions:
+            self._unregister_crd(old)
         del self.resources[resource].objects[object_key(namespace if resource.namespaced else None, name)]
         gone = {**old, "metadata": {**old["metadata"], "resourceVersion": self._next_rv()}}
         self._append(resource, "DELETED", gone, old)
@@ -345,6 +347,21 @@ class Cluster:
             if version.get("served", True):
                 self.register(Resource(spec.get("group", ""), version["name"], names.get("plural", ""),
                                        spec.get("scope", "Namespaced") == "Namespaced", names.get("kind", "")))
+
+    def _unregister_crd(self, crd: Obj) -> None:
+        """What the server does before a CRD is gone: delete its objects (DELETED events),
+        then stop serving it (requests answer 404, it leaves discovery)."""
+        spec = crd.get("spec") or {}
+        plural = (spec.get("names") or {}).get("plural", "")
+        for version in spec.get("versions") or ():
+            resource = self.lookup(spec.get("group", ""), version["name"], plural)
+            if resource is None:
+                continue
+            for obj in list(self.resources[resource].objects.values()):
+                meta = obj["metadata"]
+                self.delete(resource, meta["name"], meta.get("namespace"))
+            del self.resources[resource]
+            del self.by_path[(resource.group, resource.version, resource.plural)]
 
     # -- reads ----------------------------------------------------------------------------
 
