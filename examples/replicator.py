@@ -37,7 +37,7 @@ from kinformer.objects import annotations, labels
 TARGET, MANAGED, SOURCE = "replicate-to", "replicator.kinformer.dev/managed", "replicator.kinformer.dev/source"
 
 
-def replicator(api: ApiClient, factory: InformerFactory) -> Controller:
+def replicator(api: ApiClient, factory: InformerFactory, **controller_options: Any) -> Controller:
     core = CoreV1Api(api)
     sources = factory.informer("configmaps", label_selector=TARGET)
     copies = factory.informer("configmaps", label_selector=f"{MANAGED}=true",
@@ -67,7 +67,7 @@ def replicator(api: ApiClient, factory: InformerFactory) -> Controller:
             meta["resourceVersion"] = have["metadata"]["resourceVersion"]  # stale → 409 → retried
             await core.replace_namespaced_config_map(request.name, target, body)
 
-    return Controller("configmap-replicator", reconcile, workers=4).watches(sources).watches(
+    return Controller("configmap-replicator", reconcile, workers=4, **controller_options).watches(sources).watches(
         copies, map=lambda copy: [Request.from_key(annotations(copy)[SOURCE])])
 # -- end of the operator -------------------------------------------------------------------
 

@@ -481,6 +481,33 @@ class Controller:
         """The current run's work queue (None when not running)."""
         return self._queue
 
+    def idle(self, *, delayed: bool = False) -> bool:
+        """Running, with nothing to do now: no request ready or in the low-priority lane, none
+        handed to a worker or being reconciled, no `watches_all` trigger pending. With
+        `delayed=True`, also none waiting out a `requeue_after` or a retry's backoff (those
+        come back only when the controller's clock gets there). False unless RUNNING.
+
+        For tests that settle on the controller's own state instead of sleeping, after the
+        informers': `await informer.wait_idle(resource_version=...)`, then `await
+        controller.wait_idle()`.
+        """
+        queue = self._queue
+        if self._state is not ControllerState.RUNNING or queue is None:
+            return False
+        if len(queue) or queue.processing_count or self._low or self._inflight or self._all_pending:
+            return False
+        return not (delayed and queue.delayed_count)
+
+    async def wait_idle(self, timeout: float = 10.0, *, delayed: bool = False) -> None:
+        """Wait until `idle(delayed=delayed)`; `TimeoutError` after `timeout` (real) seconds.
+
+        Checks every 2 ms, as `SharedIndexInformer.wait_idle` does (idleness spans the queue,
+        the lane and the workers: no single event to wait on).
+        """
+        with anyio.fail_after(timeout):
+            while not self.idle(delayed=delayed):  # noqa: ASYNC110 - polled, see the docstring
+                await anyio.sleep(0.002)
+
     def stats(self) -> ControllerStats:
         queue = self._queue
         return ControllerStats(dict(self._results), self._errors, self._terminal_errors, self._timeouts,

@@ -36,9 +36,11 @@ One example, step by step:
    fixed seed.
 4. Settling uses no sleep to decide anything: `server.clear_faults()` lifts every fault
    still in force (the property is about a server that has become healthy), then the
-   machine waits until every informer is caught up and every component idle, moving the
-   FakeClock by `clock_step` only while nothing but time can make progress; if a component
-   wrote to the server meanwhile it goes again. Real time only bounds it: past
+   machine waits until every informer is caught up and every component idle; whenever
+   nothing but time can make progress (a backoff, a retry, a `requeue_after`), the FakeClock
+   jumps to the next sleeper's deadline, and once all is caught up, timers due within
+   `settle_horizon` clock seconds (600) still fire — a periodic requeue or resync due later
+   waits for a later step; if a component wrote to the server meanwhile it goes again. Real time only bounds it: past
    `settle_timeout`, `SettleTimeoutError` names what is not done and why.
 5. Checks, after every `settle` and at the end of the example: the built-in one
    (`check_caches`) — every factory informer's cache equals the server's objects in its
@@ -69,6 +71,7 @@ import random
 import ssl
 import sys
 import types
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast, runtime_checkable
@@ -128,7 +131,13 @@ DEFAULT_SETTINGS = settings(
 
 @runtime_checkable
 class Settleable(Protocol):
-    """What `env.add` takes: something to run for the whole example that can say it is idle."""
+    """What `env.add` takes: something to run for the whole example that can say it is idle.
+
+    A `Controller` is one: `idle()` means nothing ready, handed out or reconciling (requests
+    waiting out a delay are work for later). Build it with `clock=env.clock`, so its retries
+    and `requeue_after`s wait for the time the machine lets pass; on the real clock they would
+    come back behind the settle's back.
+    """
 
     async def run(self) -> None: ...
 
@@ -189,13 +198,25 @@ class _ExampleClock(FakeClock):
     def __init__(self) -> None:
         super().__init__()
         self.sleeping = 0
+        self._deadlines: Counter[float] = Counter()
 
     async def sleep(self, seconds: float) -> None:
         self.sleeping += 1
+        deadline = self.now() + seconds
+        self._deadlines[deadline] += 1
         try:
             await super().sleep(seconds)
         finally:
             self.sleeping -= 1
+            self._deadlines[deadline] -= 1
+            if not self._deadlines[deadline]:
+                del self._deadlines[deadline]
+
+    def next_deadline(self) -> float | None:
+        """When the earliest sleeper not yet woken is due (None: nobody sleeps)."""
+        now = self.now()
+        future = [d for d in self._deadlines if d > now]
+        return min(future) if future else None
 
     @property
     def woken_not_resumed(self) -> int:
@@ -299,7 +320,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
     Class attributes tune it: `resources` written to, and the `keys` ("ns/name") writes pick
     from (default `default/a`, `default/b`, `other/a`: writes collide); `fault_kinds`
     (`steps.FAULTS`; `()` for none) and `watch_gaps`; `initial_objects` (at most this many
-    per resource exist before the informers start); `clock_step`, `settle_timeout`,
+    per resource exist before the informers start); `settle_horizon`, `settle_timeout`,
     `garbage_collector` (FakeApiServer's), `check_caches`. Override
     `objects(resource, namespace, name)` for your own bodies (it must depend on its
     arguments only: the strategies are built once per class). Your own rules see the
@@ -311,7 +332,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
     fault_kinds: ClassVar[Sequence[type[Fault]]] = FAULTS
     watch_gaps: ClassVar[bool] = True
     initial_objects: ClassVar[int] = 2
-    clock_step: ClassVar[float] = 1.0
+    settle_horizon: ClassVar[float] = 600.0
     settle_timeout: ClassVar[float] = 10.0
     garbage_collector: ClassVar[bool] = False
     check_caches: ClassVar[bool] = True
@@ -553,7 +574,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         try:
             if self._stop is not None and self._main is not None and not self._main.done():
                 self._stop.set()
-                runner.run(_join(self._main))
+                runner.run(_join(self._main, self._env.clock if self._env is not None else None))
         finally:
             runner.close()
 
@@ -644,33 +665,45 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def _quiescent(self) -> bool:
         return not self._waiting_for(settling=False)
 
-    async def _until(self, done: Callable[[], bool], what: str, *, move_time: bool = False) -> None:
-        """Poll `done()` (every 2 ms: idleness spans components and has no single event); with
-        `move_time`, advance the FakeClock by `clock_step` whenever nothing but time can
-        make progress, so how far it moves does not depend on the wall clock."""
-        env = self._started_env
-        for _ in range(50):  # loopback I/O completes within a few loop turns: no timer needed
-            if done():
-                return
-            await asyncio.sleep(0)
+    async def _until(self, done: Callable[[], bool], what: str, *, horizon: float | None = None) -> None:
+        """Poll `done()` (a few loop turns, then every 2 ms: idleness spans components and has
+        no single event). With a `horizon` (a settle), time passes too: whenever nothing but
+        time can make progress, the FakeClock jumps to its next sleeper's deadline; once
+        `done()`, timers due before `horizon` (clock time) still fire, those due later are
+        left for later. How far the clock moves never depends on the wall clock."""
+        clock = self._started_env.clock
+        spins = 0
         try:
             with anyio.fail_after(self.settle_timeout):
-                while not done():
-                    if move_time and env.clock.pending and self._quiescent():
-                        env.clock.advance(self.clock_step)
-                    await anyio.sleep(0.002)
+                while True:
+                    finished = done()
+                    if finished and horizon is None:
+                        return
+                    if horizon is not None and isinstance(clock, _ExampleClock) and self._quiescent():
+                        due = clock.next_deadline()
+                        if due is not None and (not finished or due <= horizon):
+                            clock.advance(max(due - clock.now(), 0.0))
+                            continue
+                        if finished:
+                            return
+                    spins += 1
+                    if spins < 50:  # loopback I/O completes within a few loop turns: no timer needed
+                        await asyncio.sleep(0)
+                    else:
+                        await anyio.sleep(0.002)
         except TimeoutError:
             raise SettleTimeoutError(f"not {what} after {self.settle_timeout} s: "
-                                     + "; ".join(self._waiting_for(settling=move_time))) from None
+                                     + "; ".join(self._waiting_for(settling=horizon is not None))) from None
 
     async def _settle(self) -> None:
         env = self._started_env
         env.server.clear_faults()
         self._stalled = False
+        horizon = env.clock.now() + self.settle_horizon
         while True:
             target = env.server.resource_version
             await self._until(lambda: not self._waiting_for(settling=True), "settled (faults lifted, FakeClock "
-                              "moved as needed)", move_time=True)
+                              "moved as needed)", horizon=horizon)
             if env.server.resource_version == target:  # else a component wrote: catch up with that too
                 return
 
@@ -742,7 +775,13 @@ def _plain_http_client(server: FakeApiServer) -> Any:
     return client
 
 
-async def _join(task: asyncio.Task[None]) -> None:
+async def _join(task: asyncio.Task[None], clock: FakeClock | None) -> None:
+    """Wait for the example's main task to end, moving the FakeClock meanwhile: a component's
+    graceful shutdown (a controller's grace for reconciles in flight) waits on that clock."""
+    while not task.done():
+        await asyncio.wait([task], timeout=0.01)
+        if clock is not None and not task.done():
+            clock.advance(3600.0)
     await task
 
 
@@ -775,7 +814,7 @@ class _FunctionMachine(ConvergenceMachine, Generic[S]):
             raise AssertionError(f"{type(self)._check_fn.__name__} returned False")
 
 
-_OPTIONS = ("keys", "watch_gaps", "initial_objects", "clock_step", "settle_timeout", "garbage_collector",
+_OPTIONS = ("keys", "watch_gaps", "initial_objects", "settle_horizon", "settle_timeout", "garbage_collector",
             "check_caches")
 
 
