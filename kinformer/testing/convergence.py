@@ -79,7 +79,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast, runtime_chec
 import anyio
 
 from kinformer.backoff import Backoff
-from kinformer.errors import MissingExtraError, SettleTimeoutError
+from kinformer.errors import InvalidArgumentError, LifecycleError, MissingExtraError, SettleTimeoutError
 from kinformer.factory import InformerFactory
 from kinformer.informer import SharedIndexInformer
 from kinformer.objects import KubeObject
@@ -276,9 +276,6 @@ def _differences(a: Any, b: Any, path: str = "", limit: int = 3) -> list[str]:
     return [path or "(the object)"] if a != b else []
 
 
-_STRATEGIES: dict[tuple[Any, ...], Any] = {}
-
-
 # Named functions, not lambdas: hypothesis describes each precondition on every rule choice,
 # and describing a lambda means parsing its source.
 def _has_faults(machine: ConvergenceMachine) -> bool:
@@ -314,7 +311,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         def check(self, env: ConvergenceEnv) -> None:
             assert self.index.by_node == by_node(env.server.objects("pods"))
 
-    TestPodsPerNode = PodsPerNode.TestCase
+    TestPodsPerNode = PodsPerNode.TestCase   # DEFAULT_SETTINGS unless `.TestCase.settings = ...`
     ```
 
     Class attributes tune it: `resources` written to, and the `keys` ("ns/name") writes pick
@@ -336,6 +333,11 @@ class ConvergenceMachine(RuleBasedStateMachine):
     settle_timeout: ClassVar[float] = 10.0
     garbage_collector: ClassVar[bool] = False
     check_caches: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # `MyMachine.TestCase` runs with the kit's budget unless you assign other settings.
+        cls.TestCase.settings = DEFAULT_SETTINGS
 
     def __init__(self) -> None:
         super().__init__()
@@ -389,10 +391,14 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """Strategies built once per machine class: a strategy built for every draw is
         validated for every draw, which costs more than the draw (and shrinking draws a lot)."""
-        full = (type(self), *key)
-        found = _STRATEGIES.get(full)
+        cls = type(self)
+        cache: dict[tuple[Any, ...], Any] | None = cls.__dict__.get("_kit_strategies")
+        if cache is None:  # one per class (not inherited): it lives and goes with the class
+            cache = {}
+            setattr(cls, "_kit_strategies", cache)  # noqa: B010
+        found = cache.get(key)
         if found is None:
-            found = _STRATEGIES[full] = build()
+            found = cache[key] = build()
         return found
 
     def _bodies(self, resource: str | Resource) -> Callable[[str | None, str], SearchStrategy[Obj]]:
@@ -492,7 +498,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def _flush(self) -> None:
         """Start the example if it has not started, then apply every pending step in order."""
         if self._initial is None:
-            raise RuntimeError("the machine has not started: `start` is its first step")
+            raise LifecycleError("the machine has not started: `start` is its first step")
         if self._runner is None:
             self._runner = asyncio.Runner()
             self.applied += [f"{c!r},  # before the informers start" for c in self._initial]
@@ -718,14 +724,17 @@ class ConvergenceMachine(RuleBasedStateMachine):
             scope = f"the {resource} informer (namespace={namespace!r}, labels={label_selector!r}, " \
                     f"fields={field_selector!r})"
             missing, extra = sorted(set(expected) - set(cached)), sorted(set(cached) - set(expected))
-            assert not missing and not extra, \
-                f"{scope}'s cache is not the server's state once settled: missing {missing}, not on the server {extra}"
+            # Raised, not asserted: the check is the product, and `python -O` drops asserts.
+            if missing or extra:
+                raise AssertionError(f"{scope}'s cache is not the server's state once settled: missing {missing}, "
+                                     f"not on the server {extra}")
             if metadata_only or env.factory.transform is not None:
                 continue
             for name, obj in expected.items():
                 want, got = _comparable(obj), _comparable(cached[name])
-                assert got == want, (f"{scope}'s cached {name} differs from the server's object at "
-                                     f"{', '.join(_differences(got, want))}: was a cached object mutated?")
+                if got != want:
+                    raise AssertionError(f"{scope}'s cached {name} differs from the server's object at "
+                                         f"{', '.join(_differences(got, want))}: was a cached object mutated?")
 
 
 @functools.cache
@@ -832,7 +841,7 @@ def check_converges(setup: Callable[[ConvergenceEnv], S | Awaitable[S]], check: 
     """
     unknown = set(options) - set(_OPTIONS)
     if unknown:
-        raise TypeError(f"check_converges got unknown options {sorted(unknown)}; known: {list(_OPTIONS)}")
+        raise InvalidArgumentError(f"check_converges got unknown options {sorted(unknown)}; known: {list(_OPTIONS)}")
     attrs: dict[str, Any] = {"resources": tuple(resources), "fault_kinds": tuple(fault_kinds), **options,
                              "_setup_fn": staticmethod(setup), "_check_fn": staticmethod(check)}
     if objects is not None:

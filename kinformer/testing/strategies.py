@@ -38,7 +38,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from kinformer.errors import MissingExtraError
+from kinformer.errors import InvalidArgumentError, MissingExtraError
 from kinformer.resources import Resource
 from kinformer.testing.steps import (
     FAULTS,
@@ -497,7 +497,7 @@ def write_sequences(draw: st.DrawFn, resource: str | Resource = "configmaps", ke
     res = _resource(resource)
     pool = list(keys) if keys is not None else list(_default_keys(res))
     if not pool:
-        raise ValueError("write_sequences needs at least one key")
+        raise InvalidArgumentError("write_sequences needs at least one key")
     bodies = objects or objects_for(res)
     patch_bodies = patches if patches is not None else _label_patches()
     name_of = {key: split_key(key) for key in pool}
@@ -543,7 +543,7 @@ def _fault(kind: type[Fault], max_count: int, codes: Sequence[int], retry_after:
         return st.builds(SlowWrites, st.sampled_from([0.001, 0.005, 0.0]))
     if kind in (DropWatches, Compact, ClearFaults):
         return st.just(kind())
-    raise TypeError(f"not a fault kind: {kind!r}")
+    raise InvalidArgumentError(f"not a fault kind: {kind!r} (one of kinformer.testing.steps.FAULTS)")
 
 
 def faults(kinds: Sequence[type[Fault]] = FAULTS, *, max_count: int = 3, codes: Sequence[int] = (429, 500, 503),

@@ -21,7 +21,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from kinformer import DeletedFinalStateUnknown, meta_namespace_key
-from kinformer.errors import SettleTimeoutError
+from kinformer.errors import InvalidArgumentError, SettleTimeoutError
 from kinformer.testing import ConvergenceEnv, ConvergenceMachine, FakeApiServer, check_converges, steps
 from kinformer.testing import strategies as ks
 from kinformer.testing.convergence import DEFAULT_SETTINGS
@@ -251,5 +251,5 @@ TestScopedMirrors = ScopedMirrors.TestCase
 
 
 def test_check_converges_refuses_unknown_options() -> None:
-    with pytest.raises(TypeError, match="rounds"):
+    with pytest.raises(InvalidArgumentError, match="rounds"):
         check_converges(EXAMPLE.index_pods_by_node, EXAMPLE.index_matches_the_server, rounds=3)
