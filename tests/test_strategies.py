@@ -242,7 +242,11 @@ def test_objects_shrink_to_small_readable_ones() -> None:
                    "spec": {"containers": [{"name": "a", "image": "registry.example/a:1"}]},
                    "status": {"phase": "Pending"}}
     labelled = find(ks.pods(), lambda p: len(p["metadata"].get("labels", {})) >= 2)
-    assert labelled["metadata"]["labels"] in ({"a": "", "b": ""}, {"a": "", "A": ""}, {"a": "", "0": ""})
+    labels = labelled["metadata"]["labels"]
+    # Shrinking is best-effort about which second key it ends on ("b", "0", "a0a"...); what must
+    # hold is that the example is small and readable: two short keys, empty values.
+    assert len(labels) == 2 and "a" in labels and all(v == "" for v in labels.values())
+    assert all(len(k) <= 4 for k in labels)
 
 
 # -- writes, faults, streams ----------------------------------------------------------------------
