@@ -87,6 +87,15 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free port)")
     serve.add_argument("--failure-threshold", type=float, default=300.0, metavar="SECONDS",
                        help="/livez fails once list/watch has been failing this long (default 300)")
+    serve.add_argument("--token-file", metavar="PATH",
+                       help="require 'Authorization: Bearer <token>' with the token in this file "
+                            "(health checks stay open)")
+    serve.add_argument("--allow-secrets", action="store_true",
+                       help="serve secrets if listed in --resources (their data redacted)")
+    serve.add_argument("--show-secret-data", action="store_true",
+                       help="with --allow-secrets, serve secrets' data and stringData as they are")
+    serve.add_argument("--deny", action="append", default=[], metavar="RESOURCE",
+                       help="never serve (or inform) this resource; repeatable or comma-separated")
     cluster_options(serve, 2.0)
 
 
@@ -413,14 +422,39 @@ async def _watch_live(resource: Resource, informer: Any, events: Any, counts: Co
 
 # -- serve --------------------------------------------------------------------------------
 
+def serve_setup(args: argparse.Namespace, client: Any) -> tuple[Any, InformerFactory]:
+    """`serve`'s CacheApi and factory. Denied resources are dropped with a warning on stderr
+    (their informers are never made); unless --show-secret-data, the factory's transform
+    empties Secrets' data as each object is decoded, so it never sits in the cache."""
+    from kinformer.web import CacheApi, LivenessPolicy, redact_secrets
+
+    if args.show_secret_data and not args.allow_secrets:
+        raise KinformerError("--show-secret-data needs --allow-secrets")
+    resources = [_resource(r.strip()) for r in args.resources.split(",") if r.strip()]
+    deny = [d.strip() for arg in args.deny for d in arg.split(",") if d.strip()]
+    # An unreadable token file or a bad name is an InvalidArgumentError: one line, exit 1.
+    cache = CacheApi(resources, page=True, liveness=LivenessPolicy(failure_threshold=args.failure_threshold),
+                     allow_secrets=args.allow_secrets, deny=deny, reveal_secret_data=args.show_secret_data,
+                     bearer_token_file=args.token_file)
+    for r in resources:
+        if (r.group, r.plural) in cache.denied:
+            hint = " (serve them with --allow-secrets)" if r.plural == "secrets" and not r.group else ""
+            print(f"kinformer: not serving {r.plural}: denied{hint}", file=sys.stderr)
+    transform = None if args.show_secret_data else redact_secrets
+    return cache, InformerFactory(client, namespace=args.namespace or None, transform=transform)
+
+
 async def _serve(args: argparse.Namespace, client: Any, default_ns: str) -> int:
     from aiohttp import web
 
-    from kinformer.web import CacheApi, LivenessPolicy, aiohttp_app
+    from kinformer.web import aiohttp_app
 
-    resources = [_resource(r.strip()) for r in args.resources.split(",") if r.strip()]
-    factory = InformerFactory(client, namespace=args.namespace or None)
-    cache = CacheApi(resources, page=True, liveness=LivenessPolicy(failure_threshold=args.failure_threshold))
+    cache, factory = serve_setup(args, client)
+    if not cache.resources:
+        raise KinformerError("nothing to serve: every resource given is denied")
+    if not cache.authenticated and args.host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"kinformer: warning: serving {args.host} without --token-file: anyone who can reach the port "
+              "can read the caches", file=sys.stderr)
     async with cache.run(factory):
         runner = web.AppRunner(aiohttp_app(cache), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -431,8 +465,9 @@ async def _serve(args: argparse.Namespace, client: Any, default_ns: str) -> int:
             sockets = getattr(server, "sockets", None) or []
             port = sockets[0].getsockname()[1] if sockets else args.port
             host = f"[{args.host}]" if ":" in args.host else args.host
-            print(f"serving http://{host}:{port}/ ({', '.join(r.plural for r in resources)}; "
-                  f"/readyz, /livez, /metrics)", flush=True)
+            auth = "; bearer token required" if cache.authenticated else ""
+            print(f"serving http://{host}:{port}/ ({', '.join(r.plural for r in cache.resources)}; "
+                  f"/readyz, /livez, /metrics{auth})", flush=True)
             await anyio.sleep_forever()
         finally:
             await runner.cleanup()

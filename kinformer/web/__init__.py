@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kinformer.web._aiohttp import aiohttp_app, aiohttp_cleanup_ctx
 from kinformer.web.core import CacheApi, Source, resource_name
+from kinformer.web.exposure import redact_secret, redact_secrets
 from kinformer.web.health import HealthCheck, LivenessPolicy
 from kinformer.web.history import Change, WatchHistory
 from kinformer.web.responses import Response, StreamResponse, status_object
@@ -57,6 +58,8 @@ __all__ = [
     "aiohttp_cleanup_ctx",
     "fastapi_lifespan",
     "fastapi_router",
+    "redact_secret",
+    "redact_secrets",
     "resource_name",
     "status_object",
 ]

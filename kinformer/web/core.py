@@ -52,14 +52,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import os
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
 
+from kinformer._logging import get_logger
 from kinformer.clock import REAL_CLOCK, Clock
 from kinformer.errors import (
     ApiError,
@@ -78,7 +80,7 @@ from kinformer.objects import namespace as namespace_of
 from kinformer.resources import BUILTIN_RESOURCES, Resource
 from kinformer.selectors import FieldSelector, LabelSelector
 from kinformer.store import NAMESPACE_INDEX
-from kinformer.web import health
+from kinformer.web import exposure, health
 from kinformer.web.history import Change, WatchHistory
 from kinformer.web.responses import (
     JSON,
@@ -170,10 +172,25 @@ class CacheApi:
         metrics_registry: CollectorRegistry | None = None,
         metrics_name: str = "kinformer",
         page: bool = False,
+        allow_secrets: bool = False,
+        deny: Iterable[Resource | str] = (),
+        reveal_secret_data: bool = False,
+        bearer_token: str | None = None,
+        bearer_token_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        if reveal_secret_data and not allow_secrets:
+            raise InvalidArgumentError("reveal_secret_data=True needs allow_secrets=True")
+        self._log = get_logger("kinformer.web")
+        self.denied = exposure.denied_set(deny, allow_secrets)
+        self.reveal_secret_data = reveal_secret_data
+        self._auth = exposure.BearerAuth.from_options(bearer_token, bearer_token_file)
         self._served: dict[tuple[str, str, str], Served] = {}
         for r in resources:
-            self._add(Resource.builtin(r) if isinstance(r, str) else r)
+            res = Resource.builtin(r) if isinstance(r, str) else r
+            if self._is_denied(res):
+                self._log.warning("resource denied, not served", resource=resource_name(res))
+                continue
+            self._add(res)
         self._clock = clock
         self.liveness = liveness or health.LivenessPolicy()
         self.watch_history = watch_history
@@ -198,6 +215,14 @@ class CacheApi:
         if served is None:
             served = self._served[key] = Served(resource)
         return served
+
+    def _is_denied(self, resource: Resource) -> bool:
+        return (resource.group, resource.plural) in self.denied
+
+    @property
+    def authenticated(self) -> bool:
+        """Does every request (but health checks) need the bearer token?"""
+        return self._auth is not None
 
     @property
     def clock(self) -> Clock:
@@ -235,6 +260,9 @@ class CacheApi:
             resource = informer.list_watch.resource
             key = (resource.group, resource.version, resource.plural)
             if explicit and key not in self._served:
+                continue
+            if self._is_denied(resource):
+                self._log.info("resource denied, not served", resource=resource_name(resource))
                 continue
             served = self._add(resource)
             if served.informer is not None and served.informer is not informer:
@@ -292,11 +320,12 @@ class CacheApi:
         params: dict[str, list[str]] = {}
         for name, value in query:
             params.setdefault(name, []).append(value)
-        accept = ""
-        for name, value in (headers or {}).items():
-            if name.lower() == "accept":
-                accept = value
+        accept, authorization = exposure.authorization_values(headers)
         parts = [p for p in path.split("/") if p]
+        if self._auth is not None and not exposure.exempt(parts):
+            challenge = self._auth.challenge(authorization)
+            if challenge is not None:
+                return status_response(401, "Unauthorized", "Unauthorized", None, {"WWW-Authenticate": challenge})
         try:
             if method not in ("GET", "HEAD"):
                 raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
@@ -381,6 +410,7 @@ class CacheApi:
 
     def _resource_request(self, group: str, version: str, rest: list[str], params: dict[str, list[str]],
                           accept: str) -> Response | StreamResponse:
+        self._check_exposed(group, rest, params)
         namespace: str | None = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
@@ -396,6 +426,28 @@ class CacheApi:
         if _flag(params, "watch"):
             return self._watch(served, request, params, accept)
         return self._list(served, informer, request, params)
+
+    def _check_exposed(self, group: str, rest: list[str], params: dict[str, list[str]]) -> None:
+        """403 for a denied resource; 400 for a field selector that could probe a redacted
+        Secret's data (exposure.py)."""
+        plural = rest[2] if rest[0] == "namespaces" and len(rest) >= 3 else rest[0]
+        if (group, plural) in self.denied:
+            how = ("allow_secrets=True, kinformer serve --allow-secrets" if (group, plural) == exposure.SECRETS
+                   else "it is on this cache's deny list")
+            details = {"kind": plural, **({"group": group} if group else {})}
+            raise ForbiddenError(403, "Forbidden", f"{plural}{'.' + group if group else ''} is forbidden: this cache "
+                                 f"does not serve it ({how})", status={"details": details})
+        if (group, plural) == exposure.SECRETS and not self.reveal_secret_data:
+            bad = exposure.check_secret_fields(_selectors(params)[1].fields())
+            if bad is not None:
+                raise InvalidError(400, "BadRequest", f'"{bad}" is not a known field selector: only '
+                                   '"metadata.name", "metadata.namespace", "type"')
+
+    def _redactor(self, served: Served) -> Callable[[Any], Any] | None:
+        """What every object of this resource goes through on the way out (None: nothing)."""
+        if self.reveal_secret_data or not exposure.is_secret(served.resource):
+            return None
+        return exposure.redact_secret
 
     def _ready_informer(self, served: Served, namespace: str | None) -> SharedIndexInformer[Any]:
         informer = served.informer
@@ -421,7 +473,8 @@ class CacheApi:
             if group:
                 details["group"] = group
             raise NotFoundError(404, "NotFound", f'{served.name} "{name}" not found', status={"details": details})
-        return json_response(obj)
+        redact = self._redactor(served)
+        return json_response(obj if redact is None else redact(obj))
 
     def _matching(self, informer: SharedIndexInformer[Any], request: _Request) -> list[Any]:
         """The matching cached objects, sorted by key (the API server's etcd key order)."""
@@ -469,6 +522,9 @@ class CacheApi:
             meta["remainingItemCount"] = len(items) - end
         elif token:
             self._snapshots.pop(_decode_continue(token)[0], None)
+        redact = self._redactor(served)
+        if redact is not None:
+            page = [redact(o) for o in page]
         if served.strips_type_meta():
             page = [{k: v for k, v in o.items() if k not in _TYPE_META} for o in page]
         kind, api_version = served.list_kind()
@@ -610,6 +666,8 @@ def _bookmark(served: Served, rv: str, initial_end: bool = False) -> dict[str, A
 async def _watch_stream(api: CacheApi, served: Served, history: WatchHistory, request: _Request, start: int,
                         initial: list[Any], end_rv: str | None, error: dict[str, Any] | None, timeout: float,
                         bookmarks: bool, sse: bool) -> AsyncGenerator[bytes, None]:
+    redact = api._redactor(served)
+
     def encode(kind: str, obj: Any) -> bytes:
         data = orjson.dumps({"type": kind, "object": obj})
         return b"data: " + data + b"\n\n" if sse else data + b"\n"
@@ -618,7 +676,7 @@ async def _watch_stream(api: CacheApi, served: Served, history: WatchHistory, re
         yield encode("ERROR", error)
         return
     for obj in initial:
-        yield encode("ADDED", obj)
+        yield encode("ADDED", obj if redact is None else redact(obj))
     if end_rv is not None:
         yield encode("BOOKMARK", _bookmark(served, end_rv, initial_end=True))
     deadline = anyio.current_time() + timeout
@@ -633,7 +691,7 @@ async def _watch_stream(api: CacheApi, served: Served, history: WatchHistory, re
         for change in changes:
             kind = _translate(change, request)
             if kind is not None:
-                yield encode(kind, change.object)
+                yield encode(kind, change.object if redact is None else redact(change.object))
         if changes:
             cursor = changes[-1].seq
         now = anyio.current_time()
