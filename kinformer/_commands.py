@@ -427,19 +427,23 @@ def serve_setup(args: argparse.Namespace, client: Any) -> tuple[Any, InformerFac
     (their informers are never made); unless --show-secret-data, the factory's transform
     empties Secrets' data as each object is decoded, so it never sits in the cache."""
     from kinformer.web import CacheApi, LivenessPolicy, redact_secrets
+    from kinformer.web.exposure import denied_set
 
     if args.show_secret_data and not args.allow_secrets:
         raise KinformerError("--show-secret-data needs --allow-secrets")
-    resources = [_resource(r.strip()) for r in args.resources.split(",") if r.strip()]
     deny = [d.strip() for arg in args.deny for d in arg.split(",") if d.strip()]
-    # An unreadable token file or a bad name is an InvalidArgumentError: one line, exit 1.
+    denied = denied_set(deny, args.allow_secrets)
+    resources = []
+    for r in (_resource(name.strip()) for name in args.resources.split(",") if name.strip()):
+        if (r.group, r.plural) in denied:
+            hint = " (serve them with --allow-secrets)" if (r.group, r.plural) == ("", "secrets") else ""
+            print(f"kinformer: not serving {r.plural}: denied{hint}", file=sys.stderr)
+        else:
+            resources.append(r)
+    # An unreadable token file is an InvalidArgumentError: one line, exit 1.
     cache = CacheApi(resources, page=True, liveness=LivenessPolicy(failure_threshold=args.failure_threshold),
                      allow_secrets=args.allow_secrets, deny=deny, reveal_secret_data=args.show_secret_data,
                      bearer_token_file=args.token_file)
-    for r in resources:
-        if (r.group, r.plural) in cache.denied:
-            hint = " (serve them with --allow-secrets)" if r.plural == "secrets" and not r.group else ""
-            print(f"kinformer: not serving {r.plural}: denied{hint}", file=sys.stderr)
     transform = None if args.show_secret_data else redact_secrets
     return cache, InformerFactory(client, namespace=args.namespace or None, transform=transform)
 
