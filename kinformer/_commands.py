@@ -15,8 +15,14 @@ per second keep it changing (watch and serve: 2 by default; get: none).
   `ADDED default/web-1 Running rv=12`. `--max-events` / `--duration` end it.
 - `serve --resources pods,deployments [--host 127.0.0.1] [--port 8080]`: `kinformer.web`'s
   API over aiohttp, with /readyz, /livez, /metrics and the live page at `/`. Binds loopback
-  unless told otherwise (the API has no authentication). Prints `serving http://HOST:PORT/`
-  once listening, then runs until interrupted.
+  unless told otherwise (warning on stderr when it binds elsewhere without a token). Prints
+  `serving http://HOST:PORT/` once listening, then runs until interrupted. Exposure:
+  secrets are not served unless `--allow-secrets` (a denied resource in --resources gets
+  one stderr line, is never informed, and is 403 on request); `--deny RESOURCE`
+  (repeatable, comma-separated) denies more; an allowed Secret's data is emptied by the
+  factory's transform as each object is decoded (`redact_secrets`: it never sits in
+  memory) unless `--show-secret-data`; `--token-file PATH` requires that bearer token on
+  everything but /livez, /readyz, /healthz (a file, so the token is not in `ps`).
 
 The namespace defaults to the kubeconfig context's (else "default"), as in kubectl; `serve`
 caches every namespace unless given `-n`. Like the demo, the command is an application: it

@@ -10,7 +10,10 @@ cache.handle("GET", "/api/v1/namespaces/default/pods", [("labelSelector", "app=w
 One framework-neutral core (`CacheApi`, core.py) and two thin adapters, tested against the
 same table: `aiohttp_app` / `aiohttp_cleanup_ctx` (aiohttp is a core dependency) and
 `fastapi_router` / `fastapi_lifespan` (the `web` extra). Health checks are in health.py,
-the shared watch history in history.py, the read-only page in page.py.
+the shared watch history in history.py, the read-only page in page.py, and what is let
+out in exposure.py: Secrets and deny-listed resources are not served unless allowed, an
+allowed Secret's data is redacted (`redact_secret`, and `redact_secrets` as a factory
+transform) unless revealed, and an optional bearer token guards all but health checks.
 """
 
 from __future__ import annotations

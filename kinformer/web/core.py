@@ -13,7 +13,9 @@ point works (kubernetes_asyncio's typed `CoreV1Api`, kubectl):
   server does); a get returns the cached object as it is. `labelSelector` (the full
   grammar), `fieldSelector` (any field path, not only the server's few: the cache can),
   `limit`/`continue`, `watch=true`.
-- Errors are `Status` objects: 400 a selector or parameter that does not parse; 403 a
+- Errors are `Status` objects: 400 a selector or parameter that does not parse; 401 a
+  missing or wrong bearer token (when one is configured); 403 a denied resource (Secrets
+  unless `allow_secrets=True`, and `deny=`), or a
   namespace the cache does not hold (an informer restricted to one namespace serves only
   that one: answering for others would present a partial cache as complete); 404 an
   unknown path, resource or object; 405 a method other than GET; 410 an expired continue
@@ -42,6 +44,13 @@ Semantics chosen where the API server's cannot be copied:
   BOOKMARK every `bookmark_interval` seconds when caught up; `timeoutSeconds` ends the
   stream (default 1800). With `Accept: text/event-stream` the same stream comes as
   server-sent events (`data: {event}`), always with the initial-events-end bookmark.
+
+Exposure (exposure.py has the exact rules): Secrets and `deny`-listed resources are not
+served, not discovered and not informed; an allowed Secret's `data`/`stringData` values
+are `""` in every list, get and watch response unless `reveal_secret_data=True` (the cache
+keeps the real object); with `bearer_token=` / `bearer_token_file=` every request but
+/livez, /readyz and /healthz needs `Authorization: Bearer <token>`. Authentication comes
+first, in `handle`; the resource checks in one call at the top of `_resource_request`.
 
 Reads happen on the event loop (the adapters' handlers are async), in one synchronous
 step per request: the history is synced and the cache read with no await between.
@@ -156,6 +165,14 @@ class CacheApi:
     the watch histories. `bind(source)` binds without running, for an application that
     runs its factory itself (then `run(start=False)`). A `CacheApi` is bound and run once,
     like the informers it serves.
+
+    Exposure options (exposure.py): `allow_secrets=False` (Secrets are denied: dropped
+    from `resources` with a warning, skipped in a bound source, 403 on request),
+    `deny=()` (more resources denied the same way: `Resource`s or names such as
+    `"configmaps"`, `"deployments.apps"`), `reveal_secret_data=False` (an allowed Secret's
+    values are served as `""`; needs `allow_secrets`), `bearer_token=None` /
+    `bearer_token_file=None` (one of them: every request but health checks must carry
+    it; the file is read once, here). `InvalidArgumentError` for inconsistent options.
     """
 
     def __init__(
