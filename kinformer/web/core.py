@@ -337,7 +337,7 @@ class CacheApi:
         params: dict[str, list[str]] = {}
         for name, value in query:
             params.setdefault(name, []).append(value)
-        accept, authorization = exposure.authorization_values(headers)
+        accept, authorization = exposure.accept_and_authorization(headers)
         parts = [p for p in path.split("/") if p]
         if self._auth is not None and not exposure.exempt(parts):
             challenge = self._auth.challenge(authorization)

@@ -192,7 +192,7 @@ def exempt(parts: list[str]) -> bool:
     return bool(parts) and parts[0] in HEALTH_PATHS
 
 
-def authorization_values(headers: Mapping[str, str] | None) -> tuple[str, list[str]]:
+def accept_and_authorization(headers: Mapping[str, str] | None) -> tuple[str, list[str]]:
     """(the Accept header, every Authorization header) from a request's headers."""
     accept = ""
     authorization: list[str] = []
