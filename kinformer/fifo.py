@@ -96,6 +96,8 @@ class KnownObjects(Protocol):
 
 Transform = Callable[[Any], Any]
 ProcessFunc = Callable[[Deltas, bool], Awaitable[None] | None]
+ProcessManyFunc = Callable[[list[Deltas], int], None]
+_new_delta = tuple.__new__  # builds a Delta without NamedTuple's Python-level __new__
 
 
 def _rv(obj: Any) -> str:
@@ -209,11 +211,46 @@ class DeltaFIFO:
             self._check_synced()
 
     async def apply(self, changes: Iterable[tuple[DeltaType, Any]]) -> None:
-        """`add`/`update`/`delete` of a batch (a watch burst) under one lock acquisition."""
+        """`add`/`update`/`delete` of a batch (a watch burst) under one lock acquisition.
+
+        The watch path: with the default key function and no transform, an ADDED/UPDATED
+        change of a well-formed object is queued inline (the same steps as `_event_locked`
+        and `_queue`, without their calls); every other change takes the general path.
+        """
         async with self._lock:
             self._populated = True
+            if self._key_func is not meta_namespace_key or self._transform is not None:
+                for kind, obj in changes:
+                    self._event_locked(kind, obj)
+                self._check_synced()
+                return
+            items = self._items
+            get = items.get
+            counting = self._counting_initial
+            new_key = False
             for kind, obj in changes:
-                self._event_locked(kind, obj)
+                if kind is not DELETED:
+                    try:
+                        meta = obj["metadata"]
+                        name = meta["name"]
+                        ns = meta.get("namespace")
+                    except (KeyError, TypeError, AttributeError):
+                        self._event_locked(kind, obj)  # reports the key function's error
+                        continue
+                    key = f"{ns}/{name}" if ns else str(name)
+                    deltas = get(key)
+                    if deltas is None:
+                        deltas = items[key] = Deltas((_new_delta(Delta, (kind, obj)),))
+                        deltas.key = key
+                        if counting:
+                            self._initial_population_count += 1
+                        new_key = True
+                    else:
+                        deltas.append(_new_delta(Delta, (kind, obj)))
+                else:
+                    self._event_locked(kind, obj)
+            if new_key:
+                self._not_empty.set()
             self._check_synced()
 
     async def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
@@ -290,6 +327,28 @@ class DeltaFIFO:
                         await result
             self._check_synced()
             return popped
+
+    async def pop_many(self, process: ProcessManyFunc, max_items: int = 256) -> int:
+        """Pop up to `max_items` keys (in queue order) and run `process(popped, initial)` once.
+
+        The consumer's fast path: one call per wake-up instead of one per key. `initial` is
+        how many of the popped keys belong to the initial list: always a prefix of `popped`,
+        since `is_in_initial_list` holds exactly for the pops made while the initial
+        population is not yet drained. `process` is synchronous and runs under the lock, as
+        `pop`'s does. Returns the number of keys popped.
+        """
+        async with self._lock:
+            await self._wait_not_empty_locked()
+            items = self._items
+            popitem = items.popitem
+            n = min(len(items), max_items)
+            popped = [popitem(last=False)[1] for _ in range(n)]
+            initial = min(self._initial_population_count, n) if self._populated else n
+            if self._initial_population_count > 0:
+                self._initial_population_count -= min(self._initial_population_count, n)
+            process(popped, initial)
+            self._check_synced()
+            return n
 
     # -- readers --------------------------------------------------------------------------
 

@@ -66,6 +66,8 @@ from kinformer.processor import (
 from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler
 from kinformer.store import NAMESPACE_INDEX, Indexer, IndexFunc, namespace_index_func
 
+_new_notification = tuple.__new__  # builds a Notification without NamedTuple's Python-level __new__
+
 
 def _rv(obj: Any) -> Any:
     try:
@@ -449,10 +451,13 @@ class SharedIndexInformer(Generic[ObjT]):
 
     async def _loop(self) -> None:
         fifo = self._fifo
-        process = self._process
+        process, process_many = self._process, self._process_many
         batch = self.batch_size
         while True:
-            await fifo.pop_batch(process, batch)
+            if self._blocking:
+                await fifo.pop_batch(process, batch)
+            else:
+                await fifo.pop_many(process_many, batch)
 
     async def _announce_sync(self) -> None:
         await self._fifo.wait_synced()
@@ -467,6 +472,59 @@ class SharedIndexInformer(Generic[ObjT]):
         for delta in deltas:
             self._dispatch(delta.type, delta.object, is_initial, key)
         return None
+
+    def _process_many(self, popped: list[Deltas], initial: int) -> None:
+        """The batch path (no listener blocks): what `_dispatch` does for each delta of
+        `popped` (the first `initial` keys are in the initial list), with one indexer write
+        for the batch and one `put_many` per listener.
+
+        Still one synchronous step for the whole batch (module docstring): nothing can
+        register or read the listener set between a write and its notification. A
+        notification that only listeners due for resync get is handed out on its own, after
+        those queued before it, so every listener still sees the batch in order.
+        """
+        ops: list[tuple[str, Any]] = []
+        add_op = ops.append
+        for deltas in popped:
+            key = deltas.key
+            for kind, obj in deltas:
+                add_op((key, None if kind is DELETED else obj))
+        olds = self.indexer.write_batch(ops)
+        self.deltas_processed += len(ops)
+        processor = self._processor
+        notes: list[Notification] = []
+        note = notes.append
+        initial_adds = 0
+        new = _new_notification
+        i = 0
+        for index, deltas in enumerate(popped):
+            key = deltas.key
+            for kind, obj in deltas:
+                old = olds[i]
+                i += 1
+                if kind is DELETED:
+                    note(new(Notification, (DELETE, obj, None, False, key)))
+                elif old is None:
+                    is_initial = index < initial
+                    if is_initial:
+                        initial_adds += 1
+                    note(new(Notification, (ADD, obj, None, is_initial, key)))
+                else:
+                    n = new(Notification, (UPDATE, obj, old, False, key))
+                    try:
+                        unchanged = old["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+                    except (KeyError, TypeError):
+                        unchanged = _rv(old) == _rv(obj)
+                    if unchanged:
+                        if notes:
+                            processor.distribute_many(notes, initial_adds)
+                            notes, initial_adds = [], 0
+                            note = notes.append
+                        processor.distribute(n, True)
+                    else:
+                        note(n)
+        if notes:
+            processor.distribute_many(notes, initial_adds)
 
     async def _process_blocking(self, deltas: Deltas, is_initial: bool) -> None:
         key = deltas.key

@@ -34,7 +34,7 @@ import inspect
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeAlias
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeAlias
 
 import anyio
 from typing_extensions import TypeVar
@@ -49,9 +49,12 @@ Overflow = Literal["coalesce", "block"]
 ADD, UPDATE, DELETE = "add", "update", "delete"
 
 
-@dataclass(slots=True)
-class Notification:
-    """One call to make: `add(new, initial)`, `update(old, new)` or `delete(new)`."""
+class Notification(NamedTuple):
+    """One call to make: `add(new, initial)`, `update(old, new)` or `delete(new)`.
+
+    Immutable and shared by every listener's queue. A tuple, so the informer can build one
+    per event with `tuple.__new__` (no Python-level constructor on the hot path).
+    """
 
     kind: str
     new: Any
@@ -61,10 +64,10 @@ class Notification:
 
 
 def _key(n: Notification) -> str:
-    if not n.key:
-        obj = n.new
-        n.key = obj.key if isinstance(obj, DeletedFinalStateUnknown) else meta_namespace_key(obj)
-    return n.key
+    if n.key:
+        return n.key
+    obj = n.new
+    return obj.key if isinstance(obj, DeletedFinalStateUnknown) else meta_namespace_key(obj)
 
 
 class SyncTracker:
@@ -111,6 +114,8 @@ class PendingQueue:
 
     Initial adds (including merged ones) are counted in `tracker`. `close()` ends it: what is
     pending is dropped and `get()` returns None from then on, waking a waiting getter.
+    `_fifo` is one deque for the queue's whole life (cleared, never replaced): the listener's
+    loop holds it to pop inline while `_merged` is None.
     """
 
     def __init__(self, max_pending: int, overflow: Overflow, log: Any, tracker: SyncTracker | None = None) -> None:
@@ -169,6 +174,30 @@ class PendingQueue:
             return True
         self._after_put(self._merged_count)
         return True
+
+    def put_many(self, ns: list[Notification], initial: int = 0) -> None:
+        """`put_nowait` of each of `ns` in order, `initial` of them initial adds; one step
+        when they all fit below `max_pending` (the informer's batch path).
+
+        A "block" queue that is full takes them anyway (`force`): the informer only uses this
+        path while no listener blocks, so that happens at most for the one batch in flight
+        when a blocking listener registers; backpressure applies from the next batch on.
+        """
+        if self.closed:
+            return
+        fifo = self._fifo
+        if self._merged is None and len(fifo) + len(ns) <= self.max_pending:
+            fifo.extend(ns)
+            if initial:
+                self.tracker.pending += initial
+            size = len(fifo)
+            if size > self.peak:  # noqa: PLR1730 - hot path: a compare, not a builtin call
+                self.peak = size
+            self._ready.set()
+            return
+        for n in ns:
+            if not self.put_nowait(n):
+                self.put_nowait(n, force=True)
 
     async def wait_for_room(self) -> None:
         while self.full() and not self.closed:
@@ -484,7 +513,13 @@ class Listener:
             scope.deadline = min(scope.deadline, anyio.current_time() + grace)
 
     async def run(self) -> None:
-        """Call the handler for each notification until stopped."""
+        """Call the handler for each notification until stopped.
+
+        The hot path of every handler: while the queue is a plain FIFO the next notification
+        is taken from it inline and the callback called directly (what `get_nowait` and
+        `ResourceEventHandler.call` do, without their calls); `stop()`, a coalescing queue
+        and waiting go through `get_nowait` / `get`.
+        """
         handler = self.handler
         assert handler is not None
         try:
@@ -493,25 +528,50 @@ class Listener:
                 if self.removed:
                     return
                 queue = self.queue
+                fifo = queue._fifo
+                block = queue.overflow == "block"
+                tracker = self.tracker
+                on_add, on_update, on_delete = handler.on_add, handler.on_update, handler.on_delete
+                add_with_flag = handler._add_with_flag
+                isawaitable = inspect.isawaitable
                 while True:
-                    n = queue.get_nowait()
-                    if n is None:
-                        if queue.closed:
-                            return
-                        self.has_synced()
-                        n = await queue.get()
-                        if n is None:
-                            return
+                    if fifo and queue._merged is None:
+                        n = fifo.popleft()
+                        if block:
+                            queue._room.set()
+                    else:
+                        got = queue.get_nowait()
+                        if got is None:
+                            if queue.closed:
+                                return
+                            self.has_synced()
+                            got = await queue.get()
+                            if got is None:
+                                return
+                        n = got
                     self._in_call = True
                     try:
-                        result = handler.call(n)
-                        if result is not None:
+                        kind = n.kind
+                        if kind == UPDATE:
+                            result = on_update(n.old, n.new) if on_update is not None else None
+                        elif kind == ADD:
+                            if on_add is None:
+                                result = None
+                            elif add_with_flag:
+                                result = on_add(n.new, n.initial)
+                            else:
+                                result = on_add(n.new)
+                        else:
+                            result = on_delete(n.new) if on_delete is not None else None
+                        if result is not None and isawaitable(result):
                             await result
                     except Exception as exc:
                         self._failed(n, exc)
                     finally:
                         self._in_call = False
-                        self.handled(n)
+                        self.delivered += 1
+                        if n.initial:
+                            tracker.finish()
                     if self.removed:
                         return
         finally:
@@ -584,6 +644,16 @@ class Processor:
                     blocked = []
                 blocked.append(listener)
         return blocked
+
+    def distribute_many(self, ns: list[Notification], initial: int = 0) -> None:
+        """Queue every one of `ns` to every listener (`initial` of them are initial adds).
+
+        The informer's batch path, for notifications to everyone (not `sync_only`) while no
+        listener blocks: one `put_many` per listener per batch instead of one call per
+        listener per event.
+        """
+        for listener in self.listeners:
+            listener.queue.put_many(ns, initial)
 
     def should_resync(self) -> bool:
         """Called by the reflector's resync timer: pick the listeners now due."""

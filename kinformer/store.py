@@ -56,6 +56,7 @@ class Indexer:
         self._items: dict[str, Any] = {}
         self._indexers: dict[str, IndexFunc] = dict(indexers or {})
         self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
+        self._namespace_only = self._indexers == {NAMESPACE_INDEX: namespace_index_func}
         self._resource_version = ""
         self._errors: list[IndexFuncError] = []
 
@@ -87,6 +88,49 @@ class Indexer:
         if self._errors:
             self._report_errors()
         return old
+
+    def write_batch(self, ops: builtins.list[tuple[str, Any]]) -> builtins.list[Any]:
+        """Apply `(key, obj)` writes in order under one lock acquisition (obj None deletes
+        the key); return, for each, the object the key held before it (None if none).
+
+        The informer's batch path: the same as `upsert` / `delete_key` one by one. An update
+        that keeps the namespace skips re-indexing when the namespace index is the only one.
+        """
+        items = self._items
+        olds: builtins.list[Any] = []
+        append = olds.append
+        with self._lock:
+            if not self._indexers:
+                for key, obj in ops:
+                    if obj is None:
+                        append(items.pop(key, None))
+                    else:
+                        append(items.get(key))
+                        items[key] = obj
+            else:
+                update = self._update_indices
+                namespace_only = self._namespace_only
+                for key, obj in ops:
+                    if obj is None:
+                        old = items.pop(key, None)
+                        if old is not None:
+                            update(old, None, key)
+                    else:
+                        old = items.get(key)
+                        items[key] = obj
+                        if old is None or not namespace_only:
+                            update(old, obj, key)
+                        else:
+                            try:
+                                same = old["metadata"].get("namespace") == obj["metadata"].get("namespace")
+                            except (KeyError, TypeError, AttributeError):
+                                same = False
+                            if not same:
+                                update(old, obj, key)
+                    append(old)
+        if self._errors:
+            self._report_errors()
+        return olds
 
     def delete(self, obj: Any) -> None:
         self.delete_key(self._key_func(obj))
@@ -124,6 +168,7 @@ class Indexer:
                 raise IndexerConflictError(f"indexer conflict: {', '.join(clash)}")
             for name, func in indexers.items():
                 self._indexers[name] = func
+                self._namespace_only = False
                 index: dict[str, set[str]] = {}
                 self._indices[name] = index
                 for key, obj in self._items.items():

@@ -1,0 +1,99 @@
+"""WatchStream: lines split anywhere by network reads decode to the same events, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kinformer import ListWatch, Resource
+from kinformer.errors import DecodeError, WatchDroppedError
+from kinformer.listwatch import WatchEvent, WatchStream
+
+
+class _Content:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = list(chunks)
+
+    async def readany(self) -> bytes:
+        return self._chunks.pop(0) if self._chunks else b""
+
+
+class _Response:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.content = _Content(chunks)
+
+
+def _stream(chunks: list[bytes], **kw: Any) -> WatchStream:
+    return WatchStream(ListWatch(None, Resource.pods, **kw), _Response(chunks), None)  # type: ignore[arg-type]
+
+
+async def _collect(stream: WatchStream) -> list[WatchEvent]:
+    out: list[WatchEvent] = []
+    async for batch in stream:
+        assert batch, "a batch is never empty"
+        out.extend(batch)
+    return out
+
+
+def _pod(i: int) -> dict[str, Any]:
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": f"p{i}", "namespace": "ns", "resourceVersion": str(i),
+                         "managedFields": [{"manager": "m"}]}}
+
+
+EVENTS = st.lists(st.one_of(
+    st.integers(1, 99).map(lambda i: {"type": "MODIFIED", "object": _pod(i)}),
+    st.integers(1, 99).map(lambda i: {"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                                                                      "metadata": {"resourceVersion": str(i)}}}),
+    st.integers(1, 99).map(lambda i: {"type": "ADDED", "object": {"metadata": {"name": f"c{i}",
+                                                                                "resourceVersion": str(i)}}}),
+), min_size=1, max_size=12)
+
+
+def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=EVENTS, cuts=st.lists(st.integers(0, 10_000), max_size=20), blank=st.booleans())
+async def test_any_chunking_gives_the_same_events(events: list[dict[str, Any]], cuts: list[int],
+                                                  blank: bool) -> None:
+    sep = b"\n\n" if blank else b"\n"  # empty lines are skipped
+    data = sep.join(orjson.dumps(e) for e in events) + b"\n"
+    got = await _collect(_stream(_cut(data, cuts)))
+    expected = [ListWatch(None, Resource.pods).decode_event(orjson.dumps(e)) for e in events]
+    assert got == expected
+    for event in got:
+        if event.type != "BOOKMARK":
+            assert "managedFields" not in event.object["metadata"]
+            assert event.object["kind"] == "Pod" and event.object["apiVersion"] == "v1"
+
+
+async def test_managed_fields_kept_when_asked() -> None:
+    data = orjson.dumps({"type": "MODIFIED", "object": _pod(1)}) + b"\n"
+    (event,) = await _collect(_stream([data[:7], data[7:]], keep_managed_fields=True))
+    assert event.object["metadata"]["managedFields"] == [{"manager": "m"}]
+
+
+@settings(max_examples=60, deadline=None)
+@given(before=st.integers(0, 4), cuts=st.lists(st.integers(0, 5_000), max_size=8))
+async def test_malformed_line_after_good_events(before: int, cuts: list[int]) -> None:
+    good = [orjson.dumps({"type": "MODIFIED", "object": _pod(i)}) for i in range(before)]
+    data = b"\n".join([*good, b"{not json", orjson.dumps({"type": "MODIFIED", "object": _pod(9)})]) + b"\n"
+    stream = _stream(_cut(data, cuts))
+    got: list[WatchEvent] = []
+    with pytest.raises(DecodeError):
+        async for batch in stream:
+            got.extend(batch)
+    assert [e.object["metadata"]["name"] for e in got] == [f"p{i}" for i in range(before)]
+
+
+async def test_stream_cut_inside_an_event() -> None:
+    data = orjson.dumps({"type": "MODIFIED", "object": _pod(1)})
+    with pytest.raises(WatchDroppedError):
+        await _collect(_stream([data[:10], data[10:20]]))
