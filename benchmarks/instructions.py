@@ -25,7 +25,8 @@ subtracted. In process (benchmarks/inprocess.py's stubbed HTTP response, 64 KiB 
   initial list is cached, which isolates what CPython's collector costs.
 - `informer-gc-freeze`: `gc.freeze()` once the initial list is cached.
 
-Over HTTP (a replay server in its own process, not under valgrind; aiohttp's read path):
+Over HTTP (a replay server per run in its own process, not under valgrind, streaming exactly
+the run's events; aiohttp's read path):
 `http-limit` (read + split + orjson.loads, the `make bench` limit), `http-parse` (+ keep in a
 dict), `http-informer` (kinformer through a kubernetes_asyncio ApiClient, one handler).
 
@@ -267,6 +268,8 @@ async def _http_raw(url: str, events: int, keep: bool) -> None:
             buffer = b""
             while count < events:
                 chunk = await resp.content.readany()
+                if not chunk:
+                    break
                 lines = (buffer + chunk).split(b"\n")
                 buffer = lines.pop()
                 for line in lines:
@@ -278,7 +281,12 @@ async def _http_raw(url: str, events: int, keep: bool) -> None:
                 count += len(lines)
 
 
-async def _http_informer(url: str, events: int) -> None:
+async def _http_informer(url: str, events: int, pods: int) -> None:
+    """The server streams exactly `events` events: done when all are cached and handled.
+
+    (Counting handler calls would not do: a listener that falls behind coalesces, and under
+    valgrind the network is fast next to the client, so bursts are large.)
+    """
     import aiohttp
     from kubernetes_asyncio.client import ApiClient, Configuration
 
@@ -286,21 +294,13 @@ async def _http_informer(url: str, events: int) -> None:
 
     api = ApiClient(Configuration(host=url))
     informer = SharedIndexInformer(ListWatch(api, Resource.pods))
-    done = asyncio.Event()
-    count = 0
-
-    def on_update(old: Any, new: Any) -> None:
-        nonlocal count
-        count += 1
-        if count == events:
-            done.set()
-
-    informer.add_event_handler(on_update=on_update)
+    registration = informer.add_event_handler(on_update=lambda old, new: None)
     async with informer:
         await informer.wait_for_sync()
         async with aiohttp.ClientSession() as session, session.post(f"{url}/admin/go") as resp:
             assert resp.status == 200
-        await done.wait()
+        while informer.deltas_processed < pods + events or registration.stats().backlog:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)  # a rare poll (a poll costs a few thousand instructions)
     await api.close()
 
 
@@ -325,7 +325,7 @@ def _child(variant: str, events: int, pods: int, bodies: str, url: str) -> None:
         "informer-compact": lambda: _informer(list_body, watch_body, events, 1, store="compact"),
         "http-limit": lambda: _http_raw(url, events, keep=False),
         "http-parse": lambda: _http_raw(url, events, keep=True),
-        "http-informer": lambda: _http_informer(url, events),
+        "http-informer": lambda: _http_informer(url, events, pods),
     }
     result = runners[variant]()
     if result is not None:
@@ -347,7 +347,17 @@ def _inclusive(out_file: str) -> dict[str, int]:
     return found
 
 
-def _count(variant: str, events: int, pods: int, bodies: Path, url: str) -> dict[str, int]:
+def _count(variant: str, events: int, pods: int, bodies: Path) -> dict[str, int]:
+    if variant in OVER_HTTP:
+        from benchmarks.run import replay_server
+
+        # A server per run, streaming exactly `events` events: the client cannot read ahead.
+        with replay_server(pods, events) as server:
+            return _count_with(variant, events, pods, bodies, server["url"])
+    return _count_with(variant, events, pods, bodies, "")
+
+
+def _count_with(variant: str, events: int, pods: int, bodies: Path, url: str) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         proc = subprocess.run(
@@ -372,23 +382,11 @@ def measure(variants: list[str], events: int, pods: int) -> dict[str, dict[str, 
         raise SystemExit("valgrind is not installed (Debian package: valgrind)")
     bodies = bodies_file(pods, 2 * events)
     raw: dict[str, dict[str, float]] = {}
-    http = [v for v in variants if v in OVER_HTTP]
-    server = None
-    url = ""
-    if http:
-        from benchmarks.run import replay_server
-
-        server = replay_server(pods, 2 * events + pods)
-        url = server.__enter__()["url"]
-    try:
-        for variant in ["generate", *[v for v in variants if v != "generate"]]:
-            low = _count(variant, events, pods, bodies, url)
-            high = _count(variant, 2 * events, pods, bodies, url)
-            raw[variant] = {k: (high[k] - low[k]) / events for k in low}
-            print(f"{variant}: {raw[variant]['total']:,.0f} instructions/event", file=sys.stderr, flush=True)
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
+    for variant in ["generate", *[v for v in variants if v != "generate"]]:
+        low = _count(variant, events, pods, bodies)
+        high = _count(variant, 2 * events, pods, bodies)
+        raw[variant] = {k: (high[k] - low[k]) / events for k in low}
+        print(f"{variant}: {raw[variant]['total']:,.0f} instructions/event", file=sys.stderr, flush=True)
     base = raw.pop("generate")["total"]
     for value in raw.values():
         value["total"] -= base

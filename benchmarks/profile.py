@@ -94,7 +94,8 @@ def _fmt(x: float) -> str:
 
 def render_one(data: dict[str, Any]) -> list[str]:
     v = data["variants"]
-    lines = [f"### {data['label']}: commit {data['commit']}, {data['date']}", "",
+    merged = "".join(f"; {', '.join(m['variants'])} re-measured {m['date']}" for m in data.get("merged", []))
+    lines = [f"### {data['label']}: commit {data['commit']}, {data['date']}{merged}", "",
              f"`python -m benchmarks.profile --label {data['label']} --events {data['events']}` "
              f"({data['pods']:,} pods cached, N = {data['events']:,} and 2N MODIFIED events of ~3 KB).", "",
              "| stage | what it adds | instructions/event | stage cost | x parse | of which GC "
@@ -176,6 +177,8 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--variants", default=",".join(instructions.PROFILE_VARIANTS))
     parser.add_argument("--render", action="store_true")
+    parser.add_argument("--merge", action="store_true",
+                        help="re-measure only --variants and merge them into the label's existing file")
     parser.add_argument("--calls-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bodies", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -189,13 +192,20 @@ def main() -> None:
                                 cwd=HERE, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "kinformer"], capture_output=True, text=True,
                                cwd=HERE, check=False).stdout.strip()
-        data = {"label": args.label, "commit": commit + ("+changes" if dirty else ""),
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "timestamp": time.time(),
-                "events": args.events, "pods": args.pods,
-                "calls": count_calls(args.events, args.pods),
-                "variants": instructions.measure(args.variants.split(","), args.events, args.pods)}
+        path = RESULTS / f"profile-{args.label}.json"
+        variants = instructions.measure(args.variants.split(","), args.events, args.pods)
+        if args.merge:
+            data = json.loads(path.read_text())
+            data["variants"].update(variants)
+            data.setdefault("merged", []).append({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                  "commit": commit, "variants": sorted(variants)})
+        else:
+            data = {"label": args.label, "commit": commit + ("+changes" if dirty else ""),
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "timestamp": time.time(),
+                    "events": args.events, "pods": args.pods,
+                    "calls": count_calls(args.events, args.pods), "variants": variants}
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"profile-{args.label}.json").write_text(json.dumps(data, indent=1))
+        path.write_text(json.dumps(data, indent=1))
     text = render()
     (HERE / "PROFILE.md").write_text(text)
     print(text)

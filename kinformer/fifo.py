@@ -86,7 +86,13 @@ class Deltas(list[Delta]):
 
 
 class KnownObjects(Protocol):
-    """What the consumer already holds (an `Indexer`)."""
+    """What the consumer already holds (an `Indexer`).
+
+    If it also has `has_key(key) -> bool` and `resource_version_of(key) -> str | None` (as
+    `Indexer` does), the FIFO uses them for its existence and unchanged-resourceVersion
+    checks, so a store that keeps objects encoded (the compact store) never decodes one
+    for them.
+    """
 
     def list_keys(self) -> list[str]: ...
 
@@ -122,6 +128,8 @@ class DeltaFIFO:
         self.error_handler = error_handler
         self.callback_errors = 0
         self._known = known_objects
+        self._known_has: Callable[[str], bool] | None = getattr(known_objects, "has_key", None)
+        self._known_rv: Callable[[str], str | None] | None = getattr(known_objects, "resource_version_of", None)
         self._transform = transform
         self._items: OrderedDict[str, Deltas] = OrderedDict()  # key order = pop order
         self._lock = asyncio.Lock()
@@ -184,13 +192,14 @@ class DeltaFIFO:
         key = self._safe_key(obj)
         if key is None:
             return
-        if (
-            kind is DELETED
-            and key not in self._items
-            and (self._known is None or self._known.get_by_key(key) is None)
-        ):
+        if kind is DELETED and key not in self._items and not self._known_key(key):
             return
         self._queue(kind, obj, key)
+
+    def _known_key(self, key: str) -> bool:
+        if self._known_has is not None:
+            return self._known_has(key)
+        return self._known is not None and self._known.get_by_key(key) is not None
 
     async def add(self, obj: Any) -> None:
         async with self._lock:
@@ -417,6 +426,8 @@ class ReplaceSession:
             if newest.type is DELETED:
                 return False
             current = newest.object
+        elif fifo._known_rv is not None:
+            return fifo._known_rv(key) == rv
         elif fifo._known is not None:
             current = fifo._known.get_by_key(key)
             if current is None:

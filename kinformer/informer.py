@@ -21,6 +21,13 @@ the check period is raised to it; with a check period of 0 nobody resyncs. One d
 difference: client-go ignores a handler's period when the informer's own is 0; kinformer
 lets a handler registered before start set the check period (asked for means wanted).
 
+The cache (`store=`): "default" keeps the decoded dicts themselves (reads return them,
+no copy); "compact" keeps each object as its JSON bytes plus its resourceVersion, labels
+and index values (`CompactIndexer`, store.py): about a third of the memory, no cyclic-GC
+load from the cache, but every read decodes, and so does the `old` object of each update
+handed to handlers, unless `decoded_cache` (an LRU of that many decoded objects) holds it.
+Handlers receive dicts in both.
+
 `async with informer:` runs it in a task group and stops every task on exit;
 `await informer.run()` runs it until cancelled.
 """
@@ -40,6 +47,7 @@ from kinformer.errors import (
     AlreadyStartedError,
     ApiError,
     HandlerError,
+    InvalidArgumentError,
     StoppedError,
     UserCallbackError,
 )
@@ -64,7 +72,7 @@ from kinformer.processor import (
     determine_resync_period,
 )
 from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler
-from kinformer.store import NAMESPACE_INDEX, Indexer, IndexFunc, namespace_index_func
+from kinformer.store import NAMESPACE_INDEX, CompactIndexer, Indexer, IndexFunc, namespace_index_func
 
 _new_notification = tuple.__new__  # builds a Notification without NamedTuple's Python-level __new__
 
@@ -225,10 +233,18 @@ class SharedIndexInformer(Generic[ObjT]):
         batch_size: int = 256,
         watch_error_handler: WatchErrorHandler | None = None,
         shutdown_grace: float = 5.0,
+        store: Literal["default", "compact"] = "default",
+        decoded_cache: int = 0,
     ) -> None:
         self.list_watch = list_watch
-        self.indexer = Indexer(indexers={NAMESPACE_INDEX: namespace_index_func, **(indexers or {})},
-                               error_handler=self._callback_failed)
+        all_indexers = {NAMESPACE_INDEX: namespace_index_func, **(indexers or {})}
+        if store == "compact":
+            self.indexer: Indexer = CompactIndexer(indexers=all_indexers, error_handler=self._callback_failed,
+                                                   decoded_cache=decoded_cache)
+        elif store == "default":
+            self.indexer = Indexer(indexers=all_indexers, error_handler=self._callback_failed)
+        else:
+            raise InvalidArgumentError(f"unknown store {store!r} (expected 'default' or 'compact')")
         self._fifo = DeltaFIFO(known_objects=self.indexer, transform=transform, error_handler=self._callback_failed)
         self._processor = Processor(clock)
         self._clock = clock

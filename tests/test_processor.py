@@ -95,3 +95,23 @@ def test_determine_resync_period() -> None:
     assert determine_resync_period(10, 0) == 0
     assert determine_resync_period(5, 10) == 10
     assert determine_resync_period(30, 10) == 30
+
+
+def test_put_many_fits_in_one_step_and_counts_initial_adds() -> None:
+    q = PendingQueue(3, "coalesce", LOG)
+    q.put_many([n(ADD, "a", 1, initial=True), n(ADD, "b", 1, initial=True), n(ADD, "c", 1)], initial=2)
+    assert not q.coalescing and len(q) == 3 and q.tracker.pending == 2 and q.peak == 3
+    assert [x[1] for x in drain(q)] == ["a", "b", "c"]
+
+
+def test_put_many_past_max_pending_coalesces_like_single_puts() -> None:
+    q = PendingQueue(2, "coalesce", LOG)
+    q.put_many([n(ADD, "a", 1), n(UPDATE, "a", 2, 1), n(UPDATE, "a", 3, 2), n(ADD, "b", 1)])
+    assert q.coalescing
+    assert drain(q) == [(ADD, "a", "3", None), (ADD, "b", "1", None)]
+
+
+def test_put_many_on_a_full_block_queue_forces() -> None:
+    q = PendingQueue(1, "block", LOG)
+    q.put_many([n(ADD, "a", 1), n(ADD, "b", 1)])
+    assert len(q) == 2 and not q.coalescing

@@ -144,6 +144,18 @@ class FIFOMachine(RuleBasedStateMachine):
         self.run(self.fifo.delete(o))
         self.model.delete(o, key)
 
+    @rule(changes=st.lists(st.tuples(st.sampled_from([A, U, D]), NAMES), min_size=1, max_size=6))
+    def apply(self, changes: list[tuple[DeltaType, str]]) -> None:
+        batch = [(kind, self.next_obj(name)) for kind, name in changes]
+        self.run(self.fifo.apply(batch))
+        self.model.populated = True
+        for kind, o in batch:
+            key = f"default/{o['metadata']['name']}"
+            if kind is D:
+                self.model.delete(o, key)
+            else:
+                self.model.act(kind, o, key)
+
     @rule(names=st.lists(NAMES, unique=True, max_size=5))
     def replace(self, names: list[str]) -> None:
         objs = [self.next_obj(n) for n in names]
@@ -170,6 +182,26 @@ class FIFOMachine(RuleBasedStateMachine):
             apply(self.model_store, want)
             assert deltas == want
             assert initial == want_initial
+
+    @precondition(lambda self: bool(self.model.queue))
+    @rule(batch=st.integers(1, 3))
+    def pop_many(self, batch: int) -> None:
+        got: list[tuple[list[Any], int]] = []
+
+        def process(popped: list[Any], initial: int) -> None:
+            got.append((popped, initial))
+            for deltas in popped:
+                apply(self.store, deltas)
+
+        assert self.run(self.fifo.pop_many(process, batch)) == min(batch, len(self.model.queue))
+        ((popped, initial),) = got
+        flags = []
+        for deltas in popped:
+            want, want_initial = self.model.pop()
+            apply(self.model_store, want)
+            assert deltas == want
+            flags.append(want_initial)
+        assert flags == [i < initial for i in range(len(popped))]
 
     @invariant()
     def same_queue(self) -> None:
