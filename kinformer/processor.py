@@ -515,13 +515,16 @@ class Listener:
     async def run(self) -> None:
         """Call the handler for each notification until stopped.
 
-        The hot path of every handler: while the queue is a plain FIFO the next notification
-        is taken from it inline and the callback called directly (what `get_nowait` and
-        `ResourceEventHandler.call` do, without their calls); `stop()`, a coalescing queue
-        and waiting go through `get_nowait` / `get`.
+        The hot path of every handler, so the loop does per notification only what it must:
+        pop it from the plain FIFO inline (`_fifo` is never non-empty while coalescing, and
+        `stop()` clears it, so a non-empty FIFO also means "not stopped"), unpack it, call
+        the callback directly (what `ResourceEventHandler.call` does). `delivered` is kept in
+        a local and written back before every await and at the end, and `_in_call` is set
+        only while awaiting an async handler's result: nothing else can run in between.
         """
         handler = self.handler
         assert handler is not None
+        delivered = self.delivered
         try:
             with anyio.CancelScope(shield=True) as scope:
                 self._scope = scope
@@ -529,17 +532,19 @@ class Listener:
                     return
                 queue = self.queue
                 fifo = queue._fifo
-                block = queue.overflow == "block"
-                tracker = self.tracker
+                popleft = fifo.popleft
+                room = queue._room if queue.overflow == "block" else None
+                finish = self.tracker.finish
                 on_add, on_update, on_delete = handler.on_add, handler.on_update, handler.on_delete
                 add_with_flag = handler._add_with_flag
                 isawaitable = inspect.isawaitable
                 while True:
-                    if fifo and queue._merged is None:
-                        n = fifo.popleft()
-                        if block:
-                            queue._room.set()
+                    if fifo:
+                        n = popleft()
+                        if room is not None:
+                            room.set()
                     else:
+                        self.delivered = delivered
                         got = queue.get_nowait()
                         if got is None:
                             if queue.closed:
@@ -549,32 +554,34 @@ class Listener:
                             if got is None:
                                 return
                         n = got
-                    self._in_call = True
+                    kind, new, old, initial, _ = n
                     try:
-                        kind = n.kind
                         if kind == UPDATE:
-                            result = on_update(n.old, n.new) if on_update is not None else None
+                            result = on_update(old, new) if on_update is not None else None
                         elif kind == ADD:
                             if on_add is None:
                                 result = None
                             elif add_with_flag:
-                                result = on_add(n.new, n.initial)
+                                result = on_add(new, initial)
                             else:
-                                result = on_add(n.new)
+                                result = on_add(new)
                         else:
-                            result = on_delete(n.new) if on_delete is not None else None
+                            result = on_delete(new) if on_delete is not None else None
                         if result is not None and isawaitable(result):
-                            await result
+                            self.delivered = delivered
+                            self._in_call = True
+                            try:
+                                await result
+                            finally:
+                                self._in_call = False
                     except Exception as exc:
                         self._failed(n, exc)
                     finally:
-                        self._in_call = False
-                        self.delivered += 1
-                        if n.initial:
-                            tracker.finish()
-                    if self.removed:
-                        return
+                        delivered += 1
+                        if initial:
+                            finish()
         finally:
+            self.delivered = delivered
             self._scope = None
             self.done.set()
 
