@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile --label before [--events 2000]   # measure, save results/profile-before.json
     python -m benchmarks.profile --render                         # PROFILE.md from every results/profile-*.json
+    python -m benchmarks.profile --go [--events 20000]            # the client-go peer under pprof
 
 Measuring runs `benchmarks.instructions` for the stage variants (each adds one stage of the
 path to the one before it, so the difference is that stage's cost; see that module), then
@@ -85,6 +86,67 @@ def count_calls(events: int, pods: int) -> dict[str, float]:
     return {k: round(v, 3) for k, v in sorted(per_event.items(), key=lambda kv: -kv[1]) if v >= 0.01}
 
 
+# -- the Go peer ------------------------------------------------------------------------------
+
+GO_FUNCTIONS = (
+    ("k8s.io/apimachinery/pkg/runtime/serializer/json.(*Serializer).Decode", "JSON decode (serializer)"),
+    ("k8s.io/apimachinery/pkg/util/framer.(*jsonFrameReader).Read", "JSON framing (finding each event)"),
+    ("k8s.io/apimachinery/pkg/runtime/serializer/protobuf.(*Serializer).Decode", "protobuf decode (object)"),
+    ("k8s.io/apimachinery/pkg/runtime/serializer/protobuf.(*RawSerializer).Decode", "protobuf decode (event)"),
+    ("k8s.io/client-go/tools/cache.(*DeltaFIFO).Pop", "DeltaFIFO pop + informer processing"),
+    ("k8s.io/client-go/tools/cache.(*processorListener).run", "listener (handler calls)"),
+    ("runtime.gcBgMarkWorker", "GC background marking"),
+    ("runtime.mallocgc", "allocation"),
+    ("net/http.(*persistConn).readLoop", "HTTP read loop"),
+)
+
+
+def profile_go(events: int) -> dict[str, Any]:
+    """The client-go peer under pprof, on JSON and on protobuf, pinned to one core as in
+    `make bench`: its own result line and where its CPU time goes."""
+    from benchmarks import run
+
+    run.build_go_peer()
+    run.build_go_peer("protoenc", run.GO_PROTOENC_BIN)
+    out: dict[str, Any] = {"events": events}
+    with run.replay_server(1000, events, protobuf=True) as server:
+        for encoding, extra in (("json", []), ("protobuf", ["-protobuf"])):
+            prof = RESULTS / f"go-{encoding}.pprof"
+            result = run.run_once(run.go(server["url"], "watch", "-events", str(events), "-cpuprofile", str(prof),
+                                         *extra))
+            top = subprocess.run(["go", "tool", "pprof", "-top", "-nodecount=20", str(run.GO_BIN), str(prof)],
+                                 capture_output=True, text=True, check=True, cwd=run.GO_DIR).stdout
+            cum = subprocess.run(["go", "tool", "pprof", "-top", "-cum", "-nodecount=400", str(run.GO_BIN),
+                                  str(prof)], capture_output=True, text=True, check=True, cwd=run.GO_DIR).stdout
+            shares = {}
+            for function, what in GO_FUNCTIONS:
+                for line in cum.splitlines():
+                    parts = line.split()
+                    if len(parts) >= 6 and parts[5] == function and what not in shares:
+                        shares[what] = parts[4]  # flat flat% sum% cum cum% name
+            out[encoding] = {"result": result, "top": top, "cum_shares": shares}
+            prof.unlink()
+    return out
+
+
+def render_go(data: dict[str, Any]) -> list[str]:
+    lines = ["## The client-go peer under pprof", "",
+             f"`python -m benchmarks.profile --go` ({data['events']:,} MODIFIED events, the Go peer pinned to one "
+             f"core as in `make bench`; {data['date']}).", "",
+             "| | JSON | protobuf |", "|---|---:|---:|"]
+    j, p = data["json"], data["protobuf"]
+    for label, field in (("events/s", "events_per_s"), ("CPU µs/event", "cpu_us_per_event"),
+                         ("GOMAXPROCS", "gomaxprocs")):
+        lines.append(f"| {label} | {j['result'][field]:,.1f} | {p['result'][field]:,.1f} |")
+    for _, what in GO_FUNCTIONS:
+        if what in j["cum_shares"] or what in p["cum_shares"]:
+            lines.append(f"| {what} (cum % of CPU samples) | {j['cum_shares'].get(what, '-')} | "
+                         f"{p['cum_shares'].get(what, '-')} |")
+    for encoding in ("json", "protobuf"):
+        lines += ["", f"`go tool pprof -top` ({encoding}):", "", "```", data[encoding]["top"].strip(), "```"]
+    return [*lines, ""]
+
+
 # -- rendering --------------------------------------------------------------------------------
 
 
@@ -141,7 +203,8 @@ def render_one(data: dict[str, Any]) -> list[str]:
 
 
 def render() -> str:
-    files = sorted(RESULTS.glob("profile-*.json"), key=lambda p: json.loads(p.read_text())["timestamp"])
+    files = sorted((p for p in RESULTS.glob("profile-*.json") if p.name != "profile-go.json"),
+                   key=lambda p: json.loads(p.read_text())["timestamp"])
     runs = [json.loads(p.read_text()) for p in files]
     lines = ["# Where an event's instructions go", "",
              "Produced by `python -m benchmarks.profile --render` from benchmarks/results/profile-*.json "
@@ -164,6 +227,9 @@ def render() -> str:
         lines += ["", "Each cell: instructions/event (x the `parse` floor of the same run).", ""]
     for run in runs:
         lines += render_one(run)
+    go_file = RESULTS / "profile-go.json"
+    if go_file.exists():
+        lines += render_go(json.loads(go_file.read_text()))
     notes = HERE / "PROFILE_NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]
@@ -179,13 +245,19 @@ def main() -> None:
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--merge", action="store_true",
                         help="re-measure only --variants and merge them into the label's existing file")
+    parser.add_argument("--go", action="store_true", help="profile the client-go peer (pprof) instead")
     parser.add_argument("--calls-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bodies", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.calls_child:
         _calls_child(args.events, args.pods, args.bodies)
         return
-    if not args.render:
+    if args.go:
+        data = profile_go(args.events if args.events != 2000 else 20_000)
+        data["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "profile-go.json").write_text(json.dumps(data, indent=1))
+    elif not args.render:
         if not args.label:
             raise SystemExit("--label is required to measure")
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

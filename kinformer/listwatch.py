@@ -7,6 +7,10 @@ Invariants:
   sends without kind/apiVersion, get them (`expected_kind`, `expected_api_version`), and so
   does a watch event's object that lacks them; `metadata.managedFields` is
   removed at decode unless `keep_managed_fields=True` (it is often half of an object).
+- Repeated string values (image names, node names, label values, `IfNotPresent`, condition
+  types and timestamps) are interned at decode (`intern_strings=True`, the default): equal
+  values of objects decoded by any ListWatch share one `str` (`StringTable`); for pods that
+  is a large share of their memory (benchmarks/RESULTS.md). Keys are already shared by orjson.
 - Selectors are parsed at construction: a bad one raises `SelectorError` at once.
 - A non-2xx answer becomes the `ApiError` subclass for its Status (errors.py), carrying
   `Retry-After`; an unreachable server becomes `ConnectionFailedError`.
@@ -43,6 +47,66 @@ ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s
 ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _OBJECT_EVENTS = frozenset(("ADDED", "MODIFIED", "DELETED"))
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+
+
+class StringTable:
+    """Interns the string values of decoded objects, so equal values share one `str`.
+
+    Bounded: values longer than `max_length` are left alone (they are rarely repeated), and
+    when the table holds `capacity` values it is emptied and starts over, so unique values
+    (names, uids, IPs) cannot grow it without bound; strings already shared stay shared.
+    Only values are replaced (never keys), in place, before the object is handed out.
+    """
+
+    __slots__ = ("_table", "capacity", "max_length")
+
+    def __init__(self, capacity: int = 100_000, max_length: int = 128) -> None:
+        self._table: dict[str, str] = {}
+        self.capacity = capacity
+        self.max_length = max_length
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def intern_values(self, obj: Any) -> None:
+        """Replace every short string value in `obj` (nested dicts and lists) by the table's copy."""
+        table = self._table
+        get = table.get
+        max_length = self.max_length
+        if len(table) >= self.capacity:
+            table.clear()
+        stack = [obj]
+        pop, push = stack.pop, stack.append
+        while stack:
+            node = pop()
+            if type(node) is dict:
+                for k, v in node.items():
+                    t = type(v)
+                    if t is str:
+                        if len(v) <= max_length:
+                            shared = get(v)
+                            if shared is None:
+                                table[v] = v
+                            elif shared is not v:
+                                node[k] = shared  # the same key: the dict's size does not change
+                    elif t is dict or t is list:
+                        push(v)
+            else:
+                for i, v in enumerate(node):
+                    t = type(v)
+                    if t is str:
+                        if len(v) <= max_length:
+                            shared = get(v)
+                            if shared is None:
+                                table[v] = v
+                            elif shared is not v:
+                                node[i] = shared
+                    elif t is dict or t is list:
+                        push(v)
+
+
+STRINGS = StringTable()
+"""The table every ListWatch with `intern_strings=True` shares (values repeat across resources)."""
 
 
 class WatchEvent(NamedTuple):
@@ -96,6 +160,7 @@ class ListWatch:
         *,
         metadata_only: bool = False,
         keep_managed_fields: bool = False,
+        intern_strings: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.api_client = api_client
@@ -108,6 +173,7 @@ class ListWatch:
         self.field_selector = field_selector or None
         self.metadata_only = metadata_only
         self.keep_managed_fields = keep_managed_fields
+        self.strings: StringTable | None = STRINGS if intern_strings else None
         self.page_size = page_size
         self.path = resource.collection_path(self.namespace)
         if metadata_only:
@@ -185,6 +251,7 @@ class ListWatch:
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise DecodeError(f"list of {self.resource} is not a valid list body ({len(body)} bytes)") from None
         kind, api_version, keep = self.expected_kind, self.expected_api_version, self.keep_managed_fields
+        strings = self.strings
         for item in items:
             if "kind" not in item:
                 item["kind"] = kind
@@ -193,6 +260,8 @@ class ListWatch:
                 item_meta = item.get("metadata")
                 if item_meta is not None:
                     item_meta.pop("managedFields", None)
+            if strings is not None:
+                strings.intern_values(item)
         remaining = meta.get("remainingItemCount")
         return ListPage(items, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or ""),
                         int(remaining) if remaining is not None else None)
@@ -258,6 +327,8 @@ class ListWatch:
             if "kind" not in obj:
                 obj["kind"] = self.expected_kind
                 obj["apiVersion"] = self.expected_api_version
+            if self.strings is not None:
+                self.strings.intern_values(obj)
         elif kind not in ("BOOKMARK", "ERROR"):
             raise DecodeError(f"unknown watch event type {kind!r}")
         return WatchEvent(kind, obj)
@@ -277,6 +348,7 @@ class WatchStream:
     def __init__(self, list_watch: ListWatch, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
         self._decode = list_watch.decode_event
         self._keep_managed_fields = list_watch.keep_managed_fields
+        self._strings = list_watch.strings
         self._kind = list_watch.expected_kind
         self._api_version = list_watch.expected_api_version
         self._content = response.content
@@ -332,6 +404,7 @@ class WatchStream:
                 return events
         loads, new_event, object_events = orjson.loads, _new_tuple, _OBJECT_EVENTS
         keep, want_kind, want_api_version = self._keep_managed_fields, self._kind, self._api_version
+        intern = self._strings.intern_values if self._strings is not None else None
         while end >= 0:
             if end > start:
                 line = view[start:end]
@@ -352,6 +425,8 @@ class WatchStream:
                     if "kind" not in obj:
                         obj["kind"] = want_kind
                         obj["apiVersion"] = want_api_version
+                    if intern is not None:
+                        intern(obj)
                     events.append(new_event(WatchEvent, (kind, obj)))
                 elif not self._decode_into(events, line):
                     return events

@@ -98,3 +98,37 @@ async def test_stream_cut_inside_an_event() -> None:
     data = orjson.dumps({"type": "MODIFIED", "object": _pod(1)})
     with pytest.raises(WatchDroppedError):
         await _collect(_stream([data[:10], data[10:20]]))
+
+
+def test_string_values_are_interned_across_objects() -> None:
+    from kinformer.listwatch import StringTable
+
+    table = StringTable(capacity=100, max_length=12)
+    a = orjson.loads(b'{"s": {"p": "IfNotPresent", "l": ["Ready", "x' + b"y" * 20 + b'"]}, "IfNotPresent": 1}')
+    b = orjson.loads(b'{"s": {"p": "IfNotPresent", "l": ["Ready", "x' + b"y" * 20 + b'"]}}')
+    before = orjson.dumps(b)
+    table.intern_values(a)
+    table.intern_values(b)
+    assert orjson.dumps(b) == before  # values replaced by equal strings only
+    assert b["s"]["p"] is a["s"]["p"] and b["s"]["l"][0] is a["s"]["l"][0]
+    assert b["s"]["l"][1] is not a["s"]["l"][1]  # longer than max_length: left alone
+    assert len(table) == 2
+
+
+def test_string_table_starts_over_when_full() -> None:
+    from kinformer.listwatch import StringTable
+
+    table = StringTable(capacity=3)
+    table.intern_values({"a": "1", "b": "2", "c": "3"})
+    assert len(table) == 3
+    table.intern_values({"d": "4"})
+    assert len(table) == 1
+
+
+async def test_watch_objects_share_repeated_values() -> None:
+    pods = [dict(_pod(i), spec={"nodeName": "node-" + "1" * 3}) for i in range(2)]
+    data = b"".join(orjson.dumps({"type": "MODIFIED", "object": p}) + b"\n" for p in pods)
+    first, second = await _collect(_stream([data]))
+    assert first.object["spec"]["nodeName"] is second.object["spec"]["nodeName"]
+    plain = await _collect(_stream([data], intern_strings=False))
+    assert plain[0].object["spec"]["nodeName"] is not plain[1].object["spec"]["nodeName"]
