@@ -21,7 +21,9 @@ subtracted. In process (benchmarks/inprocess.py's stubbed HTTP response, 64 KiB 
 - `informer-0`: a `SharedIndexInformer` without handlers (adds the indexer and notifications).
 - `informer`: the same with one no-op handler (adds a listener task).
 - `informer-100`: 100 no-op handlers (the per-listener cost x100).
-- `informer-compact`: one handler, `store="compact"` (objects cached as bytes).
+- `informer-compact`: one handler, `store="compact"` (objects cached as bytes);
+  `informer-compact-cache` with `decoded_cache=1024` (every pod's decoded form cached).
+- `informer-nointern`: one handler, `ListWatch(intern_strings=False)`.
 - `*-nogc` (`parse-nogc`, `informer-nogc`): the same with the cyclic GC disabled once the
   initial list is cached, which isolates what CPython's collector costs.
 - `informer-gc-freeze`: `gc.freeze()` once the initial list is cached.
@@ -58,12 +60,12 @@ FUNCTIONS = {"gc": "gc_collect_main", "orjson_loads": "loads"}
 """callgrind function names whose inclusive cost is reported per event."""
 
 IN_PROCESS = ("parse", "parse-nogc", "stream", "reflector", "fifo", "informer-0", "informer", "informer-nogc",
-              "informer-gc-freeze", "informer-100", "informer-compact")
+              "informer-nointern", "informer-gc-freeze", "informer-100", "informer-compact", "informer-compact-cache")
 OVER_HTTP = ("http-limit", "http-parse", "http-informer")
 VARIANTS = ("generate", *IN_PROCESS, *OVER_HTTP)
 PROFILE_VARIANTS = ("parse", "parse-nogc", "stream", "reflector", "fifo", "informer-0", "informer",
                     "informer-nogc", "informer-100", "http-limit", "http-parse", "http-informer")
-"""What `benchmarks.profile` measures by default."""
+"""What `benchmarks.profile` measures by default (variants that exist at every commit profiled)."""
 
 
 def bodies_file(pods: int, events: int) -> Path:
@@ -227,11 +229,11 @@ async def _fifo(list_body: bytes, watch_body: bytes, events: int) -> None:
 
 
 async def _informer(list_body: bytes, watch_body: bytes, events: int, handlers: int, nogc: bool = False,
-                    freeze: bool = False, **kw: Any) -> None:
+                    freeze: bool = False, intern: bool = True, **kw: Any) -> None:
     from benchmarks.inprocess import StubListWatch
     from kinformer import SharedIndexInformer
 
-    informer: Any = SharedIndexInformer(StubListWatch(list_body, watch_body), **kw)
+    informer: Any = SharedIndexInformer(StubListWatch(list_body, watch_body, intern_strings=intern), **kw)
     done = asyncio.Event()
     count = 0
 
@@ -334,6 +336,9 @@ def _child(variant: str, events: int, pods: int, bodies: str, url: str) -> None:
         "informer-gc-freeze": lambda: _informer(list_body, watch_body, events, 1, freeze=True),
         "informer-100": lambda: _informer(list_body, watch_body, events, 100),
         "informer-compact": lambda: _informer(list_body, watch_body, events, 1, store="compact"),
+        "informer-compact-cache": lambda: _informer(list_body, watch_body, events, 1, store="compact",
+                                                    decoded_cache=1024),
+        "informer-nointern": lambda: _informer(list_body, watch_body, events, 1, intern=False),
         "http-limit": lambda: _http_raw(url, events, keep=False),
         "http-parse": lambda: _http_raw(url, events, keep=True),
         "http-informer": lambda: _http_informer(url, events, pods),

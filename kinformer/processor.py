@@ -79,12 +79,13 @@ class SyncTracker:
     the informer announces its own sync (`check()`).
     """
 
-    __slots__ = ("_event", "_upstream", "pending")
+    __slots__ = ("_event", "_upstream", "pending", "synced")
 
     def __init__(self, upstream_has_synced: Callable[[], bool] = lambda: True) -> None:
         self._upstream = upstream_has_synced
         self._event = asyncio.Event()
         self.pending = 0
+        self.synced = False
 
     def start(self) -> None:
         self.pending += 1
@@ -95,9 +96,10 @@ class SyncTracker:
             self.check()
 
     def check(self) -> bool:
-        if self._event.is_set():
+        if self.synced:
             return True
         if self.pending == 0 and self._upstream():
+            self.synced = True
             self._event.set()
             return True
         return False
@@ -130,7 +132,7 @@ class PendingQueue:
         self._fifo: deque[Notification] = deque()
         self._merged: OrderedDict[str, list[Notification]] | None = None
         self._merged_count = 0
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the consumer waiting in `wait()`
         self._room = asyncio.Event()
         self._room.set()
         self._log = log
@@ -193,7 +195,8 @@ class PendingQueue:
             size = len(fifo)
             if size > self.peak:  # noqa: PLR1730 - hot path: a compare, not a builtin call
                 self.peak = size
-            self._ready.set()
+            if self._waiter is not None:
+                self._wake()
             return
         for n in ns:
             if not self.put_nowait(n):
@@ -207,7 +210,25 @@ class PendingQueue:
     def _after_put(self, size: int) -> None:
         if size > self.peak:  # noqa: PLR1730 - hot path: a compare, not a builtin call
             self.peak = size
-        self._ready.set()
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Return once something is pending or the queue is closed.
+
+        A bare future rather than an `asyncio.Event`: this is every listener's wake-up, once
+        per informer batch, and the future is the cheapest thing asyncio can wait on.
+        """
+        while not self.closed and not self._fifo and not self._merged:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
 
     def _start_coalescing(self) -> None:
         merged: OrderedDict[str, list[Notification]] = OrderedDict()
@@ -297,8 +318,7 @@ class PendingQueue:
             n = self.get_nowait()
             if n is not None:
                 return n
-            self._ready.clear()
-            await self._ready.wait()
+            await self.wait()
         return None
 
     def close(self) -> None:
@@ -307,7 +327,7 @@ class PendingQueue:
         self._fifo.clear()
         self._merged = None
         self._merged_count = 0
-        self._ready.set()
+        self._wake()
         self._room.set()
 
 
@@ -462,6 +482,7 @@ class Listener:
         self.next_resync = clock.now() + resync_period
         self.error_handler = error_handler
         self._scope: anyio.CancelScope | None = None
+        self._batch: list[Notification] = []  # what the loop took from the queue and is delivering
         self._in_call = False
         self.done = anyio.Event()
         """Set when the loop has ended (or at `stop()` for a listener that never ran)."""
@@ -502,6 +523,7 @@ class Listener:
         """Deliver nothing more; let a call in flight finish (within `grace` seconds, if given)."""
         self.removed = True
         self.queue.close()
+        self._batch.clear()  # nothing more from the batch being delivered
         scope = self._scope
         if scope is None:
             if self.handler is None or not self._in_call:
@@ -515,12 +537,15 @@ class Listener:
     async def run(self) -> None:
         """Call the handler for each notification until stopped.
 
-        The hot path of every handler, so the loop does per notification only what it must:
-        pop it from the plain FIFO inline (`_fifo` is never non-empty while coalescing, and
-        `stop()` clears it, so a non-empty FIFO also means "not stopped"), unpack it, call
-        the callback directly (what `ResourceEventHandler.call` does). `delivered` is kept in
-        a local and written back before every await and at the end, and `_in_call` is set
-        only while awaiting an async handler's result: nothing else can run in between.
+        The hot path of every handler, so the loop does per notification only what it must.
+        It takes everything pending from the plain FIFO at once (`_fifo` is never non-empty
+        while coalescing) and calls the callbacks directly (what `ResourceEventHandler.call`
+        does). Taking the batch is invisible to everyone else: nothing else runs until the
+        loop awaits, and before it awaits (an async handler's result) it puts the rest of
+        the batch back at the front of the queue. `stop()` empties the batch, which ends its
+        `for` loop, so nothing is delivered after it. `delivered` is kept in a local and
+        written back before every await and at the end; `_in_call` is set only while
+        awaiting a handler's result.
         """
         handler = self.handler
         assert handler is not None
@@ -532,54 +557,62 @@ class Listener:
                     return
                 queue = self.queue
                 fifo = queue._fifo
-                popleft = fifo.popleft
                 room = queue._room if queue.overflow == "block" else None
-                finish = self.tracker.finish
+                tracker = self.tracker
+                finish = tracker.finish
                 on_add, on_update, on_delete = handler.on_add, handler.on_update, handler.on_delete
                 add_with_flag = handler._add_with_flag
                 isawaitable = inspect.isawaitable
                 while True:
                     if fifo:
-                        n = popleft()
+                        batch = self._batch = list(fifo)
+                        fifo.clear()
                         if room is not None:
                             room.set()
                     else:
-                        self.delivered = delivered
                         got = queue.get_nowait()
                         if got is None:
                             if queue.closed:
                                 return
-                            self.has_synced()
-                            got = await queue.get()
-                            if got is None:
-                                return
-                        n = got
-                    kind, new, old, initial, _ = n
-                    try:
-                        if kind == UPDATE:
-                            result = on_update(old, new) if on_update is not None else None
-                        elif kind == ADD:
-                            if on_add is None:
-                                result = None
-                            elif add_with_flag:
-                                result = on_add(new, initial)
-                            else:
-                                result = on_add(new)
-                        else:
-                            result = on_delete(new) if on_delete is not None else None
-                        if result is not None and isawaitable(result):
+                            if not tracker.synced:
+                                self.has_synced()
                             self.delivered = delivered
-                            self._in_call = True
-                            try:
-                                await result
-                            finally:
-                                self._in_call = False
-                    except Exception as exc:
-                        self._failed(n, exc)
-                    finally:
-                        delivered += 1
-                        if initial:
-                            finish()
+                            await queue.wait()
+                            continue
+                        batch = self._batch = [got]
+                    first = delivered
+                    for n in batch:  # stop() empties `batch`, which ends this loop at once
+                        kind, new, old, initial, _ = n
+                        try:
+                            if kind == UPDATE:
+                                result = on_update(old, new) if on_update is not None else None
+                            elif kind == ADD:
+                                if on_add is None:
+                                    result = None
+                                elif add_with_flag:
+                                    result = on_add(new, initial)
+                                else:
+                                    result = on_add(new)
+                            else:
+                                result = on_delete(new) if on_delete is not None else None
+                            if result is not None and isawaitable(result):
+                                # Others run while we wait: the rest of the batch goes back to
+                                # the front of the queue first, where stop() and coalescing see it.
+                                fifo.extendleft(reversed(batch[delivered - first + 1:]))
+                                batch.clear()
+                                self.delivered = delivered
+                                self._in_call = True
+                                try:
+                                    await result
+                                finally:
+                                    self._in_call = False
+                        except Exception as exc:
+                            self._failed(n, exc)
+                        finally:
+                            delivered += 1
+                            if initial:
+                                finish()
+                    batch.clear()  # drop the references now, not at the next wake-up
         finally:
             self.delivered = delivered
             self._scope = None
