@@ -31,7 +31,9 @@ subtracted. In process (benchmarks/inprocess.py's stubbed HTTP response, 64 KiB 
 Over HTTP (a replay server per run in its own process, not under valgrind, streaming exactly
 the run's events; aiohttp's read path):
 `http-limit` (read + split + orjson.loads, the `make bench` limit), `http-parse` (+ keep in a
-dict), `http-informer` (kinformer through a kubernetes_asyncio ApiClient, one handler).
+dict), `http-informer` (kinformer through a kubernetes_asyncio ApiClient, one handler), and
+GC experiments on it once synced: `-nogc` (collector disabled), `-freeze` (`gc.freeze()`),
+`-threshold` (`gc.set_threshold(50_000, 20, 100)`); `http-informer-compact` (store="compact").
 
 For each variant the instructions spent inside CPython's collector (`gc_collect_main`) and
 inside orjson's `loads` are reported per event too, read from callgrind's inclusive costs.
@@ -61,7 +63,8 @@ FUNCTIONS = {"gc": "gc_collect_main", "orjson_loads": "loads"}
 
 IN_PROCESS = ("parse", "parse-nogc", "stream", "reflector", "fifo", "informer-0", "informer", "informer-nogc",
               "informer-nointern", "informer-gc-freeze", "informer-100", "informer-compact", "informer-compact-cache")
-OVER_HTTP = ("http-limit", "http-parse", "http-informer")
+OVER_HTTP = ("http-limit", "http-parse", "http-informer", "http-informer-nogc", "http-informer-freeze",
+             "http-informer-threshold", "http-informer-compact")
 VARIANTS = ("generate", *IN_PROCESS, *OVER_HTTP)
 PROFILE_VARIANTS = ("parse", "parse-nogc", "stream", "reflector", "fifo", "informer-0", "informer",
                     "informer-nogc", "informer-100", "http-limit", "http-parse", "http-informer")
@@ -288,7 +291,7 @@ async def _http_raw(url: str, events: int, keep: bool) -> None:
                 count += len(lines)
 
 
-async def _http_informer(url: str, events: int, pods: int) -> None:
+async def _http_informer(url: str, events: int, pods: int, gc_mode: str = "", **kw: Any) -> None:
     """The server streams exactly `events` events: done when all are cached and handled.
 
     (Counting handler calls would not do: a listener that falls behind coalesces, and under
@@ -300,10 +303,17 @@ async def _http_informer(url: str, events: int, pods: int) -> None:
     from kinformer import ListWatch, Resource, SharedIndexInformer
 
     api = ApiClient(Configuration(host=url))
-    informer = SharedIndexInformer(ListWatch(api, Resource.pods))
+    informer = SharedIndexInformer(ListWatch(api, Resource.pods), **kw)
     registration = informer.add_event_handler(on_update=lambda old, new: None)
     async with informer:
         await informer.wait_for_sync()
+        if gc_mode == "nogc":
+            gc.disable()
+        elif gc_mode == "freeze":
+            gc.collect()
+            gc.freeze()
+        elif gc_mode == "threshold":
+            gc.set_threshold(50_000, 20, 100)
         async with aiohttp.ClientSession() as session, session.post(f"{url}/admin/go") as resp:
             assert resp.status == 200
         while informer.deltas_processed < pods + events or registration.stats().backlog:  # noqa: ASYNC110
@@ -342,6 +352,10 @@ def _child(variant: str, events: int, pods: int, bodies: str, url: str) -> None:
         "http-limit": lambda: _http_raw(url, events, keep=False),
         "http-parse": lambda: _http_raw(url, events, keep=True),
         "http-informer": lambda: _http_informer(url, events, pods),
+        "http-informer-nogc": lambda: _http_informer(url, events, pods, "nogc"),
+        "http-informer-freeze": lambda: _http_informer(url, events, pods, "freeze"),
+        "http-informer-threshold": lambda: _http_informer(url, events, pods, "threshold"),
+        "http-informer-compact": lambda: _http_informer(url, events, pods, store="compact"),
     }
     result = runners[variant]()
     if result is not None:

@@ -47,6 +47,10 @@ OTHERS = (
     ("http-limit", "HTTP (aiohttp): read, split, orjson.loads only: `make bench`'s limit"),
     ("http-parse", "HTTP: + keep in a dict (the bench's floor)"),
     ("http-informer", "HTTP: kinformer through a kubernetes_asyncio ApiClient, one handler"),
+    ("http-informer-nogc", "HTTP: the same, cyclic GC disabled once synced"),
+    ("http-informer-freeze", "HTTP: the same, gc.freeze() once synced"),
+    ("http-informer-threshold", "HTTP: the same, gc.set_threshold(50_000, 20, 100) once synced"),
+    ("http-informer-compact", "HTTP: the same with store=\"compact\""),
 )
 
 
