@@ -40,13 +40,14 @@ def client(url: str) -> Any:
 
 
 def informer(api: Any, args: argparse.Namespace | None = None, **kw: Any) -> Any:
-    """The kinformer contender: `--store` / `--decoded-cache` / `--keep-managed-fields` from `args`."""
+    """The kinformer contender: `--store`, `--decoded-cache`, `--keep-managed-fields`, `--intern-strings`."""
     from kinformer import ListWatch, Resource, SharedIndexInformer
 
     keep = bool(args and args.keep_managed_fields)
+    intern = bool(args and args.intern_strings)
     if args is not None and args.store != "default":
         kw.update(store=args.store, decoded_cache=args.decoded_cache)
-    return SharedIndexInformer(ListWatch(api, Resource.pods, keep_managed_fields=keep), **kw)
+    return SharedIndexInformer(ListWatch(api, Resource.pods, keep_managed_fields=keep, intern_strings=intern), **kw)
 
 
 async def go(url: str) -> float:
@@ -402,6 +403,7 @@ def main() -> None:
     parser.add_argument("--slow", action="store_true")
     parser.add_argument("--keep-managed-fields", action="store_true")
     parser.add_argument("--store", default="default", choices=["default", "compact"])
+    parser.add_argument("--intern-strings", action="store_true", help="ListWatch(intern_strings=True)")
     parser.add_argument("--decoded-cache", type=int, default=0, help="compact store: decoded LRU size")
     parser.add_argument("--ops", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=1000)

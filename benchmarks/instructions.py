@@ -23,7 +23,7 @@ subtracted. In process (benchmarks/inprocess.py's stubbed HTTP response, 64 KiB 
 - `informer-100`: 100 no-op handlers (the per-listener cost x100).
 - `informer-compact`: one handler, `store="compact"` (objects cached as bytes);
   `informer-compact-cache` with `decoded_cache=1024` (every pod's decoded form cached).
-- `informer-nointern`: one handler, `ListWatch(intern_strings=False)`.
+- `informer-intern`: one handler, `ListWatch(intern_strings=True)`.
 - `*-nogc` (`parse-nogc`, `informer-nogc`): the same with the cyclic GC disabled once the
   initial list is cached, which isolates what CPython's collector costs.
 - `informer-gc-freeze`: `gc.freeze()` once the initial list is cached.
@@ -62,7 +62,7 @@ FUNCTIONS = {"gc": "gc_collect_main", "orjson_loads": "loads"}
 """callgrind function names whose inclusive cost is reported per event."""
 
 IN_PROCESS = ("parse", "parse-nogc", "stream", "reflector", "fifo", "informer-0", "informer", "informer-nogc",
-              "informer-nointern", "informer-gc-freeze", "informer-100", "informer-compact", "informer-compact-cache")
+              "informer-intern", "informer-gc-freeze", "informer-100", "informer-compact", "informer-compact-cache")
 OVER_HTTP = ("http-limit", "http-parse", "http-informer", "http-informer-nogc", "http-informer-freeze",
              "http-informer-threshold", "http-informer-compact")
 VARIANTS = ("generate", *IN_PROCESS, *OVER_HTTP)
@@ -232,7 +232,7 @@ async def _fifo(list_body: bytes, watch_body: bytes, events: int) -> None:
 
 
 async def _informer(list_body: bytes, watch_body: bytes, events: int, handlers: int, nogc: bool = False,
-                    freeze: bool = False, intern: bool = True, **kw: Any) -> None:
+                    freeze: bool = False, intern: bool = False, **kw: Any) -> None:
     from benchmarks.inprocess import StubListWatch
     from kinformer import SharedIndexInformer
 
@@ -348,7 +348,7 @@ def _child(variant: str, events: int, pods: int, bodies: str, url: str) -> None:
         "informer-compact": lambda: _informer(list_body, watch_body, events, 1, store="compact"),
         "informer-compact-cache": lambda: _informer(list_body, watch_body, events, 1, store="compact",
                                                     decoded_cache=1024),
-        "informer-nointern": lambda: _informer(list_body, watch_body, events, 1, intern=False),
+        "informer-intern": lambda: _informer(list_body, watch_body, events, 1, intern=True),
         "http-limit": lambda: _http_raw(url, events, keep=False),
         "http-parse": lambda: _http_raw(url, events, keep=True),
         "http-informer": lambda: _http_informer(url, events, pods),

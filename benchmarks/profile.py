@@ -41,7 +41,7 @@ OTHERS = (
     ("parse-nogc", "parse with the cyclic GC disabled after the initial list"),
     ("informer-nogc", "informer with the cyclic GC disabled after the initial list"),
     ("informer-100", "informer with 100 no-op handlers"),
-    ("informer-nointern", "informer without string interning (ListWatch(intern_strings=False))"),
+    ("informer-intern", "informer with string interning (ListWatch(intern_strings=True))"),
     ("informer-compact", "informer, store=\"compact\" (objects kept as bytes)"),
     ("informer-compact-cache", "informer, store=\"compact\", decoded_cache=1024 (all 1,000 pods decoded too)"),
     ("http-limit", "HTTP (aiohttp): read, split, orjson.loads only: `make bench`'s limit"),

@@ -136,6 +136,8 @@ def scenario_watch(args: argparse.Namespace, results: dict[str, Any]) -> None:
             'kinformer, store="compact"': measure(python("watch-kinformer", url, *n, "--store", "compact"), args.runs),
             'kinformer, store="compact", decoded_cache=1024': measure(
                 python("watch-kinformer", url, *n, "--store", "compact", "--decoded-cache", "1024"), args.runs),
+            "kinformer, intern_strings=True": measure(python("watch-kinformer", url, *n, "--intern-strings"),
+                                                      args.runs),
             "client-go SharedInformer (JSON)": measure(go(url, "watch", "-events", str(events)), args.runs),
             "client-go SharedInformer (protobuf)": measure(go(url, "watch", "-events", str(events), "-protobuf"),
                                                            args.runs),
@@ -156,6 +158,8 @@ def scenario_sync(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 "kinformer": measure(python("sync-kinformer", url), args.runs),
                 "kinformer (managedFields kept)": measure(
                     python("sync-kinformer", url, "--keep-managed-fields"), max(args.runs // 2, 1)),
+                "kinformer, intern_strings=True": measure(python("sync-kinformer", url, "--intern-strings"),
+                                                          args.runs),
                 'kinformer, store="compact"': measure(python("sync-kinformer", url, "--store", "compact"), args.runs),
                 "client-go SharedInformer (JSON)": measure(go(url, "sync"), args.runs),
                 "client-go SharedInformer (protobuf)": measure(go(url, "sync", "-protobuf"), args.runs),

@@ -7,10 +7,13 @@ Invariants:
   sends without kind/apiVersion, get them (`expected_kind`, `expected_api_version`), and so
   does a watch event's object that lacks them; `metadata.managedFields` is
   removed at decode unless `keep_managed_fields=True` (it is often half of an object).
-- Repeated string values (image names, node names, label values, `IfNotPresent`, condition
-  types and timestamps) are interned at decode (`intern_strings=True`, the default): equal
-  values of objects decoded by any ListWatch share one `str` (`StringTable`); for pods that
-  is a large share of their memory (benchmarks/RESULTS.md). Keys are already shared by orjson.
+- With `intern_strings=True`, repeated string values (image names, node names, label values,
+  `IfNotPresent`, condition types, timestamps) are interned at decode: equal values of
+  objects decoded by any ListWatch share one `str` (`StringTable`). For pods that saves a
+  large share of their memory, but the walk is Python code visiting every value, which
+  costs more than orjson's whole parse (benchmarks/PROFILE.md), so it is opt-in; the
+  compact store (`SharedIndexInformer(store="compact")`) saves more for less. Keys are
+  shared by orjson already.
 - Selectors are parsed at construction: a bad one raises `SelectorError` at once.
 - A non-2xx answer becomes the `ApiError` subclass for its Status (errors.py), carrying
   `Retry-After`; an unreachable server becomes `ConnectionFailedError`.
@@ -160,7 +163,7 @@ class ListWatch:
         *,
         metadata_only: bool = False,
         keep_managed_fields: bool = False,
-        intern_strings: bool = True,
+        intern_strings: bool = False,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.api_client = api_client

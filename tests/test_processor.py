@@ -140,7 +140,7 @@ async def test_a_sync_handler_that_removes_itself_gets_nothing_more_of_its_batch
 
     listener = Listener(ResourceEventHandler(on_add))
     listener.queue.put_many([n(ADD, name, 1) for name in "abcd"])
-    await _run_listener(listener, lambda: listener.done.is_set())
+    await _run_listener(listener, listener.done.is_set)
     assert seen == ["a", "b"]
     assert listener.delivered == 2
 

@@ -128,7 +128,7 @@ def test_string_table_starts_over_when_full() -> None:
 async def test_watch_objects_share_repeated_values() -> None:
     pods = [dict(_pod(i), spec={"nodeName": "node-" + "1" * 3}) for i in range(2)]
     data = b"".join(orjson.dumps({"type": "MODIFIED", "object": p}) + b"\n" for p in pods)
-    first, second = await _collect(_stream([data]))
+    first, second = await _collect(_stream([data], intern_strings=True))
     assert first.object["spec"]["nodeName"] is second.object["spec"]["nodeName"]
-    plain = await _collect(_stream([data], intern_strings=False))
+    plain = await _collect(_stream([data]))
     assert plain[0].object["spec"]["nodeName"] is not plain[1].object["spec"]["nodeName"]
