@@ -30,8 +30,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 STAGES = (
-    ("parse", "orjson.loads each line, keep the object in a dict by key (the floor)"),
-    ("stream", "+ ListWatch.watch: 64 KiB reads, line splitting, decode_event (validation, managedFields)"),
+    ("parse", "orjson.loads each line (found with bytes.find), keep the object in a dict by key (the floor)"),
+    ("stream", "+ ListWatch.watch: 64 KiB reads, line splitting, decoding and validating each event"),
     ("reflector", "+ Reflector: state machine, _apply builds the change batch, store.apply"),
     ("fifo", "+ DeltaFIFO: lock, key function, Delta/Deltas, a second task pops batches"),
     ("informer-0", "+ SharedIndexInformer without handlers: Indexer (namespace index), Notification"),
@@ -195,6 +195,25 @@ def render_one(data: dict[str, Any]) -> list[str]:
         floor_gc = v["parse"]["total"] - v["parse-nogc"]["total"] if "parse-nogc" in v else 0.0
         lines += ["", f"GC by experiment (GC on - GC off): informer {_fmt(gc_cost)}, parse {_fmt(floor_gc)} "
                   "instructions/event."]
+    derived = []
+    for name, label in (("informer-intern", "string interning"), ("informer-compact", 'store="compact"'),
+                        ("informer-compact-cache", 'store="compact", decoded_cache=1024')):
+        if name in v and "informer" in v:
+            derived.append(f"{label}: {_fmt(v[name]['total'] - v['informer']['total'])} instructions/event "
+                           "over the default informer")
+    if "http-informer" in v:
+        for name, label in (("http-informer-nogc", "GC disabled"), ("http-informer-freeze", "gc.freeze()"),
+                            ("http-informer-threshold", "gc.set_threshold(50_000, 20, 100)"),
+                            ("http-informer-compact", 'store="compact"')):
+            if name in v:
+                derived.append(f"over HTTP, {label}: {_fmt(v[name]['total'] - v['http-informer']['total'])} "
+                               "instructions/event against the default")
+        if "http-limit" in v:
+            derived.append(f"over HTTP, `http-limit` / `http-informer` = "
+                           f"{v['http-limit']['total'] / v['http-informer']['total']:.2f} (the instruction "
+                           "counterpart of `make bench`'s \"vs limit\")")
+    if derived:
+        lines += ["", *(f"- {d}" for d in derived)]
     calls = data.get("calls")
     if calls:
         loop = calls.get("BaseEventLoop._run_once (base_events.py)", 0.0)
@@ -210,7 +229,7 @@ def render_one(data: dict[str, Any]) -> list[str]:
 
 def render() -> str:
     files = sorted((p for p in RESULTS.glob("profile-*.json") if p.name != "profile-go.json"),
-                   key=lambda p: json.loads(p.read_text())["timestamp"])
+                   key=lambda p: (p.name != "profile-before.json", json.loads(p.read_text())["timestamp"]))
     runs = [json.loads(p.read_text()) for p in files]
     lines = ["# Where an event's instructions go", "",
              "Produced by `python -m benchmarks.profile --render` from benchmarks/results/profile-*.json "

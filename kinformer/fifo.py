@@ -28,6 +28,9 @@ with `EmitDeltaTypeReplaced`):
   (it exists), so it gets no tombstone. The object comes back with its next change or the
   next relist (client-go instead fails the whole list, which relists forever).
 
+`consume_inline(process)` makes `apply` (the watch path) hand what it queued straight to a
+synchronous consumer, exactly as `pop_many` would, without a task switch.
+
 `has_synced()` is true once the first replace has finished and every key it queued has been
 popped, or once any add/update/delete came first. `pop(process)` runs `process(deltas,
 is_in_initial_list)` (sync or async) under the queue lock, so the consumer's store and the
@@ -139,6 +142,8 @@ class DeltaFIFO:
         self._counting_initial = False
         self._closed = False
         self._synced = asyncio.Event()
+        self._inline: ProcessManyFunc | None = None
+        self._inline_max = 256
 
     def key_of(self, obj: Any) -> str:
         if isinstance(obj, DeletedFinalStateUnknown):
@@ -225,13 +230,14 @@ class DeltaFIFO:
         The watch path: with the default key function and no transform, an ADDED/UPDATED
         change of a well-formed object is queued inline (the same steps as `_event_locked`
         and `_queue`, without their calls); every other change takes the general path.
+        With `consume_inline`, everything queued is then processed before returning.
         """
         async with self._lock:
             self._populated = True
             if self._key_func is not meta_namespace_key or self._transform is not None:
                 for kind, obj in changes:
                     self._event_locked(kind, obj)
-                self._check_synced()
+                self._after_apply_locked()
                 return
             items = self._items
             get = items.get
@@ -258,9 +264,16 @@ class DeltaFIFO:
                         deltas.append(_new_delta(Delta, (kind, obj)))
                 else:
                     self._event_locked(kind, obj)
-            if new_key:
+            if new_key and self._inline is None:
                 self._not_empty.set()
-            self._check_synced()
+            self._after_apply_locked()
+
+    def _after_apply_locked(self) -> None:
+        inline = self._inline
+        if inline is not None:
+            while self._items:
+                self._pop_many_locked(inline, self._inline_max)
+        self._check_synced()
 
     async def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Atomically replace: REPLACED for every object, tombstones for the rest."""
@@ -348,16 +361,33 @@ class DeltaFIFO:
         """
         async with self._lock:
             await self._wait_not_empty_locked()
-            items = self._items
-            popitem = items.popitem
-            n = min(len(items), max_items)
-            popped = [popitem(last=False)[1] for _ in range(n)]
-            initial = min(self._initial_population_count, n) if self._populated else n
-            if self._initial_population_count > 0:
-                self._initial_population_count -= min(self._initial_population_count, n)
-            process(popped, initial)
+            n = self._pop_many_locked(process, max_items)
             self._check_synced()
             return n
+
+    def _pop_many_locked(self, process: ProcessManyFunc, max_items: int) -> int:
+        items = self._items
+        popitem = items.popitem
+        n = min(len(items), max_items)
+        popped = [popitem(last=False)[1] for _ in range(n)]
+        initial = min(self._initial_population_count, n) if self._populated else n
+        if self._initial_population_count > 0:
+            self._initial_population_count -= min(self._initial_population_count, n)
+        process(popped, initial)
+        return n
+
+    def consume_inline(self, process: ProcessManyFunc | None, max_items: int = 256) -> None:
+        """Make `apply` hand everything queued straight to `process`, as `pop_many` would
+        (same order, same `initial` prefix, under the same lock), in the producer's task.
+
+        For a consumer whose processing is synchronous and never waits (the informer while
+        no listener blocks): a watch burst is then processed without a task switch, and the
+        objects it replaces are freed before the next burst is decoded, which keeps
+        CPython's collector from running. `None` turns it off; the consumer's own `pop`
+        loop still gets everything else (list pages, resyncs, deletions of a replace).
+        """
+        self._inline = process
+        self._inline_max = max_items
 
     # -- readers --------------------------------------------------------------------------
 

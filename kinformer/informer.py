@@ -1,7 +1,10 @@
 """`SharedIndexInformer`: one reflector, one DeltaFIFO, one indexed cache, many handlers.
 
 The loop pops batches from the DeltaFIFO and, for each delta, updates the indexer and
-notifies every listener (client-go's `processDeltas` / `HandleDeltas`):
+notifies every listener (client-go's `processDeltas` / `HandleDeltas`). While no listener
+blocks, a watch burst is processed in the reflector's task as soon as it is queued
+(`DeltaFIFO.consume_inline`): the same steps in the same order, one task switch fewer, and
+the replaced objects are freed before the next burst is decoded.
 - ADDED/UPDATED/REPLACED/SYNC → `on_update(old, new)` if the key was cached, else
   `on_add(new, is_in_initial_list)`; an update whose resourceVersion did not change (a
   resync, or a relist of an unchanged object) goes only to listeners due for resync.
@@ -404,6 +407,7 @@ class SharedIndexInformer(Generic[ObjT]):
                             resource=str(self.list_watch.resource), error_handler=error_handler)
         if overflow == "block":
             self._blocking = True
+            self._fifo.consume_inline(None)  # the loop must be able to wait for room
         return listener
 
     def _register(self, listener: Listener) -> None:
@@ -431,6 +435,9 @@ class SharedIndexInformer(Generic[ObjT]):
         self.reflector = Reflector(self.list_watch, self._fifo, self.resync_check_period,
                                    should_resync=self._processor.should_resync, config=self._reflector_config,
                                    clock=self._clock, watch_error_handler=self.watch_error_handler)
+        if not self._blocking:
+            # Watch bursts are dispatched in the reflector's task, as they arrive (fifo.py).
+            self._fifo.consume_inline(self._process_many, self.batch_size)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
