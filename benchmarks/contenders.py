@@ -76,6 +76,7 @@ async def watch_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     inf.add_event_handler(on_update=on_update)
     async with inf:
         await inf.wait_for_sync()
+        gc_experiment(args.gc)
         cpu = time.process_time()
         start = await go(args.url)
         await wait_until(lambda: count >= args.events)
@@ -84,6 +85,17 @@ async def watch_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     await api.close()
     return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed,
             "cpu_us_per_event": cpu / count * 1e6}
+
+
+def gc_experiment(mode: str) -> None:
+    """`--gc`: what the process does to CPython's collector once the cache has synced."""
+    if mode == "off":
+        gc.disable()
+    elif mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif mode == "threshold":
+        gc.set_threshold(50_000, 20, 100)
 
 
 async def watch_typed(args: argparse.Namespace) -> dict[str, Any]:
@@ -403,6 +415,8 @@ def main() -> None:
     parser.add_argument("--slow", action="store_true")
     parser.add_argument("--keep-managed-fields", action="store_true")
     parser.add_argument("--store", default="default", choices=["default", "compact"])
+    parser.add_argument("--gc", default="", choices=["", "off", "freeze", "threshold"],
+                        help="a GC experiment once synced (watch-kinformer)")
     parser.add_argument("--intern-strings", action="store_true", help="ListWatch(intern_strings=True)")
     parser.add_argument("--decoded-cache", type=int, default=0, help="compact store: decoded LRU size")
     parser.add_argument("--ops", type=int, default=1_000_000)

@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 
 from kinformer._logging import get_logger
 from kinformer.backoff import Backoff
@@ -488,6 +489,10 @@ class Reflector:
             self.stats.watches += 1
             async for batch in stream:
                 await self._apply(batch)
+                # Let the consumers of this batch run (and free what it replaced) before the
+                # next one is decoded: a fast server keeps the read buffer full, and reading
+                # from it never waits (WatchStream.max_batch says why that matters).
+                await anyio.lowlevel.checkpoint()
         if self._session is not None:
             raise WatchDroppedError("streaming list ended before the initial-events-end bookmark")
         if initial:

@@ -61,12 +61,18 @@ def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(events=EVENTS, cuts=st.lists(st.integers(0, 10_000), max_size=20), blank=st.booleans())
+@given(events=EVENTS, cuts=st.lists(st.integers(0, 10_000), max_size=20), blank=st.booleans(),
+       max_batch=st.integers(1, 4))
 async def test_any_chunking_gives_the_same_events(events: list[dict[str, Any]], cuts: list[int],
-                                                  blank: bool) -> None:
+                                                  blank: bool, max_batch: int) -> None:
     sep = b"\n\n" if blank else b"\n"  # empty lines are skipped
     data = sep.join(orjson.dumps(e) for e in events) + b"\n"
-    got = await _collect(_stream(_cut(data, cuts)))
+    stream = _stream(_cut(data, cuts))
+    stream.max_batch = max_batch
+    got: list[WatchEvent] = []
+    async for batch in stream:
+        assert 0 < len(batch) <= max_batch
+        got.extend(batch)
     expected = [ListWatch(None, Resource.pods).decode_event(orjson.dumps(e)) for e in events]
     assert got == expected
     for event in got:
@@ -82,11 +88,12 @@ async def test_managed_fields_kept_when_asked() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(before=st.integers(0, 4), cuts=st.lists(st.integers(0, 5_000), max_size=8))
-async def test_malformed_line_after_good_events(before: int, cuts: list[int]) -> None:
+@given(before=st.integers(0, 4), cuts=st.lists(st.integers(0, 5_000), max_size=8), max_batch=st.integers(1, 3))
+async def test_malformed_line_after_good_events(before: int, cuts: list[int], max_batch: int) -> None:
     good = [orjson.dumps({"type": "MODIFIED", "object": _pod(i)}) for i in range(before)]
     data = b"\n".join([*good, b"{not json", orjson.dumps({"type": "MODIFIED", "object": _pod(9)})]) + b"\n"
     stream = _stream(_cut(data, cuts))
+    stream.max_batch = max_batch
     got: list[WatchEvent] = []
     with pytest.raises(DecodeError):
         async for batch in stream:
