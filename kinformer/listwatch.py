@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -357,9 +358,15 @@ class WatchStream:
     otherwise promote the in-flight objects and sweep the whole cache over and over, rarely
     runs. (Measured in benchmarks/PROFILE.md: without it the collector was about half of an
     event's CPU time.)
+
+    Before yielding so that others run, the consumer calls `prefetch()`: what the connection
+    has buffered (while the stream holds less than `prefetch_limit` bytes) moves into the
+    stream, because aiohttp discards its buffer when the connection is aborted, and events
+    already received should not be lost (and re-sent) because the consumer let others run.
     """
 
     max_batch = 128
+    prefetch_limit = 1 << 20
 
     def __init__(self, list_watch: ListWatch, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
         self._decode = list_watch.decode_event
@@ -370,6 +377,8 @@ class WatchStream:
         self._content = response.content
         self._idle_timeout = idle_timeout
         self._partial: list[bytes] = []  # the pieces of a line cut by read boundaries
+        self._held: deque[bytes] = deque()  # reads taken by `prefetch`, not yet decoded
+        self._held_bytes = 0
         self._chunk = b""  # the read being decoded, from `_start` on
         self._view = memoryview(b"")
         self._start = 0
@@ -389,7 +398,12 @@ class WatchStream:
                 return rest
         while True:
             try:
-                chunk = await self._content.readany()
+                if self._held:
+                    chunk = self._held.popleft()
+                    self._held_bytes -= len(chunk)
+                else:
+                    chunk = await self._content.readany()
+                    self.bytes_read += len(chunk)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise WatchIdleTimeoutError(
                     f"no data on the watch for {self._idle_timeout} s: treating the connection as dead"
@@ -401,7 +415,6 @@ class WatchStream:
                 if self._partial:
                     raise WatchDroppedError("watch ended in the middle of an event")
                 raise StopAsyncIteration
-            self.bytes_read += len(chunk)
             events: list[WatchEvent] = []
             start = 0
             partial = self._partial
@@ -420,6 +433,22 @@ class WatchStream:
             events = self._take(events)
             if events:
                 return events
+
+    def prefetch(self) -> None:
+        """Take what the connection has already buffered into the stream (see the class docstring)."""
+        if self._held_bytes >= self.prefetch_limit:
+            return
+        read_nowait = getattr(self._content, "read_nowait", None)
+        if read_nowait is None:
+            return
+        try:
+            data = read_nowait(-1)
+        except (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError):
+            return  # the connection's error is raised by the next read, after what is held
+        if data:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            self.bytes_read += len(data)
 
     def _take(self, events: list[WatchEvent]) -> list[WatchEvent]:
         """Decode lines of the current read into `events` until it holds `max_batch`; keep

@@ -62,6 +62,7 @@ Cancellation stops it at once and closes the open HTTP response.
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -484,15 +485,18 @@ class Reflector:
             self._session = self.store.start_replace()
         self._watch_started = self.clock.now()
         self._events_before = self.stats.events + self.stats.bookmarks
+        young_budget = gc.get_threshold()[0] // 2 or 1 << 62
         async with self.list_watch.watch(state.resource_version, timeout, send_initial_events=initial,
                                          idle_timeout=idle) as stream:
             self.stats.watches += 1
             async for batch in stream:
                 await self._apply(batch)
-                # Let the consumers of this batch run (and free what it replaced) before the
-                # next one is decoded: a fast server keeps the read buffer full, and reading
-                # from it never waits (WatchStream.max_batch says why that matters).
-                await anyio.lowlevel.checkpoint()
+                if gc.get_count()[0] >= young_budget:
+                    # Let the consumers of this batch run and free what it replaced before the
+                    # next one is decoded: reading from a full buffer never waits, and the
+                    # objects in flight would set off the cyclic GC (see WatchStream).
+                    stream.prefetch()
+                    await anyio.lowlevel.checkpoint()
         if self._session is not None:
             raise WatchDroppedError("streaming list ended before the initial-events-end bookmark")
         if initial:

@@ -139,3 +139,38 @@ async def test_watch_objects_share_repeated_values() -> None:
     assert first.object["spec"]["nodeName"] is second.object["spec"]["nodeName"]
     plain = await _collect(_stream([data]))
     assert plain[0].object["spec"]["nodeName"] is not plain[1].object["spec"]["nodeName"]
+
+
+class _AbortingContent:
+    """aiohttp's behaviour on an aborted connection: buffered data is lost to `readany`."""
+
+    def __init__(self, first: bytes, buffered: bytes) -> None:
+        self._reads = [first]
+        self._buffered = buffered
+        self.aborted = False
+
+    async def readany(self) -> bytes:
+        if self._reads:
+            return self._reads.pop(0)
+        raise ConnectionResetError("aborted")  # what was buffered is gone
+
+    def read_nowait(self, n: int = -1) -> bytes:
+        if self.aborted:
+            raise ConnectionResetError("aborted")
+        data, self._buffered = self._buffered, b""
+        return data
+
+
+async def test_prefetched_events_survive_an_abort() -> None:
+    lines = [orjson.dumps({"type": "MODIFIED", "object": _pod(i)}) + b"\n" for i in range(6)]
+    content = _AbortingContent(b"".join(lines[:2]), b"".join(lines[2:]))
+    response = _Response([])
+    response.content = content  # type: ignore[assignment]
+    stream = WatchStream(ListWatch(None, Resource.pods), response, None)  # type: ignore[arg-type]
+    got = list(await stream.__anext__())
+    stream.prefetch()  # as the reflector does before it yields
+    content.aborted = True
+    with pytest.raises(WatchDroppedError):
+        async for batch in stream:
+            got.extend(batch)
+    assert [e.object["metadata"]["name"] for e in got] == [f"p{i}" for i in range(6)]
