@@ -6,7 +6,7 @@ DEV_STAMP := $(VENV)/.kinformer-dev
 RUN_STAMP := $(VENV)/.kinformer-run
 E2E_STAMP := $(VENV)/.kinformer-e2e
 
-.PHONY: test demo e2e bench lint typecheck unit clean
+.PHONY: test demo e2e bench soak lint typecheck unit clean pg-install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ typecheck: $(DEV_STAMP)
 unit: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q
 
+# The mirror's PostgreSQL tests start their own server from Debian's postgresql package; the
+# test session installs it when missing (as root), this installs it once for a machine or CI.
+pg-install:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
+
 # pytest's exit code 5 (no tests collected) is non-zero, so make fails on it too.
 test: lint typecheck unit
 
@@ -52,3 +58,8 @@ demo: $(RUN_STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The long chaos soak (tests/soak.py): a million writes with faults; prints its report as JSON
+# and fails on a missed delete or a leaked task or socket. SOAK_ARGS="--events 200000" etc.
+soak: $(DEV_STAMP)
+	$(PY) -m tests.soak $(SOAK_ARGS)

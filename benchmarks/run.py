@@ -9,6 +9,10 @@ util/workqueue (benchmarks/go/workqueue) run the same item pattern, each on the 
 The watch and sync scenarios run client-go twice: on JSON (the bytes kinformer reads) and on
 protobuf (what client-go uses against a real API server for built-in types; the replay
 server serves apimachinery's own encoding of the same pods, benchmarks/go/protoenc).
+The mirror scenario (benchmarks/mirror.py) measures the resourceVersion-only informer's memory
+and the objects/s written into SQLite and into a temporary PostgreSQL server.
+The query scenario needs none either: benchmarks/query.py fills a cache of `--query-pods` pods
+in one process on the client core and times selective queries through indexes and by scans.
 """
 
 from __future__ import annotations
@@ -226,6 +230,51 @@ def scenario_workqueue(args: argparse.Namespace, results: dict[str, Any]) -> Non
     results["workqueue"] = out
 
 
+def scenario_mirror(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """benchmarks/mirror.py: the RV-only informer's memory against the full informer's on the
+    same pods, and objects/s into SQLite and PostgreSQL (a fresh database per run)."""
+    import tempfile
+
+    from benchmarks import mirror
+
+    def mirror_cmd(scenario: str, url: str, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "benchmarks.mirror", scenario, "--url", url, *extra]
+
+    def fresh(make: Callable[[int], list[str]], runs: int) -> dict[str, Any]:
+        samples = [run_once(make(i)) for i in range(runs)]
+        out: dict[str, Any] = {"runs": runs, "samples": samples}
+        for key, value in samples[0].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[key] = statistics.median(s[key] for s in samples)
+        return out
+
+    n, w, runs = args.mirror_pods, args.mirror_write_pods, max(args.runs // 5, 1)
+    log(f"mirror memory: {n} pods, ResourceVersionInformer vs SharedIndexInformer")
+    out: dict[str, Any] = {"memory_objects": n, "write_objects": w}
+    with replay_server(n, 0) as server:
+        url = server["url"]
+        out["memory"] = {
+            "ResourceVersionInformer (key → RV only)": fresh(lambda i: mirror_cmd("rv-memory", url), runs),
+            "SharedIndexInformer (whole objects)": fresh(lambda i: python("sync-kinformer", url), runs),
+        }
+    log(f"mirror write throughput: {w} pods into SQLite and PostgreSQL")
+    with replay_server(w, 0) as server, tempfile.TemporaryDirectory() as tmp, mirror.postgres() as pg:
+        url = server["url"]
+        out["write"] = {"SQLite (WAL)": fresh(
+            lambda i: mirror_cmd("write", url, "--db", f"sqlite:///{tmp}/bench-{i}.db"), runs)}
+        if pg is not None:
+            out["write"]["PostgreSQL"] = fresh(
+                lambda i: mirror_cmd("write", url, "--db", pg.url(), "--schema", f"bench_{i}"), runs)
+    results["mirror"] = out
+
+def scenario_query(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Selective queries over one cache, through Query's indexes vs. Query scanning a cache with
+    no index vs. a hand-written scan (benchmarks/query.py; it times its own samples, so one run)."""
+    log(f"queries: {args.query_pods} pods in one cache, index vs. full scan")
+    results["query"] = run_once([sys.executable, "-m", "benchmarks.query", "--pods", str(args.query_pods),
+                                 "--runs", str(args.runs)])
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
@@ -309,6 +358,33 @@ def markdown(results: dict[str, Any]) -> str:
                         "vs client-go"], rows)
     else:
         lines += ["## 6. Work queue", "", "Not measured in this run.", ""]
+    mr = results.get("mirror")
+    if mr:
+        full = mr["memory"]["SharedIndexInformer (whole objects)"]["bytes_per_object"]
+        lines += table(f"## 7. Mirror memory ({mr['memory_objects']:,} pods, ~3 KB each, synced)",
+                       ["informer", "sync s", "steady RSS MiB", "RSS bytes/object", "map bytes/object",
+                        "vs full informer"],
+                       [[name, f"{r['seconds']:.2f}", f"{r['steady_rss'] / mib:,.0f}",
+                         f"{r['bytes_per_object']:,.0f}",
+                         f"{r['map_bytes_per_object']:,.0f}" if "map_bytes_per_object" in r else "n/a",
+                         ratio(r["bytes_per_object"], full)] for name, r in mr["memory"].items()])
+        lines += table(f"## 8. Mirror write throughput ({mr['write_objects']:,} pods, one cluster)",
+                       ["database", "initial sync objects/s (list → rows)", "storage.write alone objects/s"],
+                       [[name, f"{r['objects_per_s']:,.0f}", f"{r['raw_objects_per_s']:,.0f}"]
+                        for name, r in mr["write"].items()])
+    qr = results.get("query")
+    if qr:
+        ms = 1e3
+        rows = [[name, f"{r['matches']:,}", f"{r['candidates']:,}", f"{r['index_s'] * ms:,.3f}",
+                 f"{r['scan_s'] * ms:,.1f}", f"{r['scan_over_index']:,.0f}x",
+                 f"{r['hand_written_scan_s'] * ms:,.1f}" if "hand_written_scan_s" in r else "n/a",
+                 f"{r['lister_s'] * ms:,.2f}" if "lister_s" in r else "n/a"] for name, r in qr["queries"].items()]
+        lines += table(f"## 9. Queries ({qr['pods']:,} pods in one cache; Query through indexes vs. Query over a "
+                       "cache without indexes; medians)",
+                       ["query", "matches", "candidates", "via index ms", "full scan ms", "scan / index",
+                        "hand-written scan ms", "Lister.list ms"], rows)
+        lines += [f"Building the label index over the whole cache took {qr['label_index_build_s']:.2f} s, the owner "
+                  f"index {qr['owner_index_build_s']:.2f} s (once, on first use or at start).", ""]
     return "\n".join(lines)
 
 
@@ -318,7 +394,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--sync-sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--wq-ops", type=int, default=1_000_000, help="items processed per work-queue run")
-    parser.add_argument("--only", nargs="*", default=["watch", "sync", "relist", "fanout", "workqueue"])
+    parser.add_argument("--mirror-pods", type=int, default=100_000, help="pods for the mirror's memory scenario")
+    parser.add_argument("--mirror-write-pods", type=int, default=20_000, help="pods for the mirror's write scenario")
+    parser.add_argument("--query-pods", type=int, default=100_000, help="pods in the query scenario's cache")
+    parser.add_argument("--only", nargs="*",
+                        default=["watch", "sync", "relist", "fanout", "workqueue", "mirror", "query"])
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--merge", action="store_true",
                         help="re-run only --only scenarios and merge them into the existing results file")
@@ -342,7 +422,7 @@ def main() -> None:
         results = previous | {"machine": results["machine"]}
     steps: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
         "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout,
-        "workqueue": scenario_workqueue}
+        "workqueue": scenario_workqueue, "mirror": scenario_mirror, "query": scenario_query}
     for name in args.only:
         steps[name](args, results)
     results["wall_seconds"] = round(time.time() - started, 1)

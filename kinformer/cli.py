@@ -1,4 +1,6 @@
-"""The `kinformer` command: `kinformer demo` (and `kinformer fake-server`).
+"""The `kinformer` command: demo, get, watch, serve, mirror and fake-server.
+
+`get`, `watch` and `serve` are in `kinformer._commands`; `mirror` in `kinformer.mirror._cli`.
 
 A subcommand that needs an extra that is not installed exits with status 2 and one line on
 stderr naming the extra (`pip install 'kinformer[demo]'`), not a traceback.
@@ -9,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from kinformer import __version__
+from kinformer._commands import add_commands, run_command
 from kinformer.errors import MissingExtraError
 
 
@@ -31,9 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--plain", action="store_true",
                       help="no live table: log lines as they happen, then the final table (the default "
                            "when stdout is not a terminal)")
-    server = sub.add_parser("fake-server", help="serve the fake API server (see python -m kinformer.testing)")
-    server.add_argument("rest", nargs=argparse.REMAINDER)
+    add_commands(sub)
+    mirror_cli: Any
+    try:
+        from kinformer.mirror import _cli as mirror_cli
+    except MissingExtraError as exc:
+        mirror_cli = None
+        missing_mirror: MissingExtraError | None = exc
+        sub.add_parser("mirror", help="mirror clusters into SQL (needs kinformer[sql])", add_help=False)
+    else:
+        missing_mirror = None
+        mirror_cli.add_parser(sub)
+    from kinformer.testing import _cli as fake_server
+
+    server = sub.add_parser("fake-server", help="serve a fake API server (same as python -m kinformer.testing)",
+                            description="kinformer's fake Kubernetes API server; prints a kubeconfig for kubectl")
+    fake_server.add_arguments(server)
     args = parser.parse_args(argv)
+    if args.command in ("get", "watch", "serve"):
+        return run_command(args)
     if args.command == "demo":
         try:
             from kinformer._demo import run_demo
@@ -44,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args))
         except KeyboardInterrupt:
             return 0
-    from kinformer.testing.server import main as server_main
-
-    server_main(args.rest)
-    return 0
+    if args.command == "mirror":
+        if mirror_cli is None:
+            print(f"kinformer: {missing_mirror}", file=sys.stderr)
+            return 2
+        return int(mirror_cli.run_mirror(args))
+    return fake_server.run(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ KinformerError
 │       ├── NotFoundError (404)       ConflictError (409)       ExpiredError (410)
 │       ├── TooManyRequestsError (429)
 │       └── ServerError (5xx)  └── TooLargeResourceVersionError (504 "Too large resource version")
+├── StorageError                 the mirror's database failed
+│   ├── StorageUnavailableError  cannot connect, or the connection broke (the mirror's writer retries)
+│   └── SchemaVersionError       the database's schema is newer than this kinformer knows how to use
 ├── LifecycleError               a component used out of order
 │   ├── AlreadyStartedError      run()/start twice
 │   └── StoppedError             used after it stopped (e.g. add_event_handler after stop)
@@ -21,15 +24,22 @@ KinformerError
 │   ├── KeyFuncError             also raised for objects that have no key (not a dict with metadata.name)
 │   ├── IndexFuncError
 │   └── HandlerError
+├── TerminalError                raised by a reconcile: retrying cannot help (not requeued; logged, counted)
+├── ReconcileTimeoutError        a reconcile outran its controller's reconcile_timeout (a TimeoutError too)
 ├── InvalidArgumentError         an argument out of range (a ValueError too)
+│   └── QueryError               a Query that cannot run as written: bad path, order field, cursor, source
 ├── HandlerSignatureError        a handler that cannot take the arguments it will get (a TypeError too)
 ├── SelectorError                a label/field selector does not parse; the message names the part
 ├── IndexerConflictError         add_indexers with a name that exists
 ├── FIFOClosedError              pop on a closed, drained DeltaFIFO
 ├── CacheSyncTimeoutError        wait_for_cache_sync(raise_on_timeout=True) ran out (a TimeoutError too)
+├── SettleTimeoutError           a convergence test's informers/components never went idle (a TimeoutError too)
 ├── ShutDownError                get() on a shut-down, drained work queue
 ├── QueueEmptyError              get_nowait() on a work queue with nothing ready
-└── MissingExtraError            a feature's optional package is not installed (also an ImportError)
+├── MissingExtraError            a feature's optional package is not installed (also an ImportError)
+└── LeaderElectionError          leader election on a Lease (leaderelection.py)
+    ├── LeaderElectionConfigError   durations or identity invalid (also a ValueError)
+    └── LeadershipLostError      the lease was lost while leading; the guarded work was stopped
 ```
 
 Invariants:
@@ -209,6 +219,24 @@ def api_error_from_status(
     return cls(code, reason, message, retry_after=retry_after, status=body)
 
 
+# -- the mirror's database ----------------------------------------------------------------
+
+
+class StorageError(KinformerError):
+    """The mirror's SQL database refused or failed a request; `__cause__` is the driver's error."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached or the connection broke; writes are retried, never dropped."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was migrated by a newer kinformer (its schema version is above ours).
+
+    kinformer never downgrades a schema: run the newer version, or point it at another database.
+    """
+
+
 # -- lifecycle ---------------------------------------------------------------------------
 
 
@@ -250,11 +278,34 @@ class HandlerError(UserCallbackError):
     """An event handler raised."""
 
 
+# -- controllers ---------------------------------------------------------------------------
+
+
+class TerminalError(KinformerError):
+    """Raised by a reconcile (directly, as a subclass, or with the cause chained) to say that
+    retrying cannot help: the request is not requeued; the error is logged and counted in
+    `controller_runtime_terminal_reconcile_errors_total` (controller-runtime's
+    `reconcile.TerminalError`). The request runs again at the next change of its object.
+    """
+
+
+class ReconcileTimeoutError(KinformerError, TimeoutError):
+    """A reconcile ran longer than its controller's `reconcile_timeout` and was cancelled;
+    the request is requeued with the rate limiter's backoff, like any other error."""
+
+
 # -- values and local structures -----------------------------------------------------------
 
 
 class InvalidArgumentError(KinformerError, ValueError):
     """An argument is out of range or of the wrong shape (e.g. `max_pending=0`)."""
+
+
+class QueryError(InvalidArgumentError):
+    """A `Query` that cannot run as written: a path that does not parse, an order field that
+    is not single-valued, a cursor that is not one of ours (or belongs to another ordering),
+    a source that is not a cache. The message names the offending part; a web layer answers
+    it with 400. (A bad selector inside a query raises `SelectorError` instead.)"""
 
 
 class HandlerSignatureError(KinformerError, TypeError):
@@ -277,6 +328,15 @@ class CacheSyncTimeoutError(KinformerError, TimeoutError):
     """Caches did not sync in time; the message names each resource and its last error."""
 
 
+class SettleTimeoutError(KinformerError, TimeoutError):
+    """A convergence test's system did not settle in time (`kinformer.testing.ConvergenceMachine`).
+
+    The message names each informer or component that is not idle and what it is doing
+    (reflector state, resourceVersion reached vs wanted, queued deltas, handler backlog,
+    last list/watch error): a handler that never returns or a watch that never catches up.
+    """
+
+
 class ShutDownError(KinformerError):
     """`get()` on a work queue that is shut down and has nothing left to hand out."""
 
@@ -297,3 +357,20 @@ class MissingExtraError(KinformerError, ImportError):
         self.feature, self.package, self.extra = feature, package, extra
 class QueueEmptyError(KinformerError):
     """`get_nowait()` on a work queue that is running but has nothing ready to hand out."""
+
+
+# -- leader election -----------------------------------------------------------------------
+
+
+class LeaderElectionError(KinformerError):
+    """Base class of leader election errors."""
+
+
+class LeaderElectionConfigError(LeaderElectionError, ValueError):
+    """The elector's settings break client-go's rules (lease_duration > renew_deadline >
+    1.2 * retry_period, all > 0) or name no identity, lease or namespace."""
+
+
+class LeadershipLostError(LeaderElectionError):
+    """Leadership was lost while leading: no renewal succeeded within renew_deadline, or
+    another holder took the lease. The guarded work has been cancelled and has finished."""

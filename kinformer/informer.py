@@ -33,19 +33,24 @@ Handlers receive dicts in both.
 
 `async with informer:` runs it in a task group and stops every task on exit;
 `await informer.run()` runs it until cancelled.
+
+Metrics (`metrics.InformerMetrics`) are read when scraped (queue length, cache size, RV);
+the one recorded on the event path, processing latency, is looked up once per popped
+batch, so an informer without metrics runs no metrics code per event.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, cast, overload
 
 import anyio
 
 from kinformer._logging import get_logger
-from kinformer.clock import REAL_CLOCK, Clock
+from kinformer.clock import REAL_CLOCK, Clock, RealClock
 from kinformer.errors import (
     AlreadyStartedError,
     ApiError,
@@ -74,10 +79,13 @@ from kinformer.processor import (
     ResourceEventHandler,
     determine_resync_period,
 )
-from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler
+from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler, Watching
 from kinformer.store import NAMESPACE_INDEX, CompactIndexer, Indexer, IndexFunc, namespace_index_func
 
 _new_notification = tuple.__new__  # builds a Notification without NamedTuple's Python-level __new__
+
+if TYPE_CHECKING:
+    from kinformer.metrics import HistogramMetric
 
 
 def _rv(obj: Any) -> Any:
@@ -149,6 +157,20 @@ class EventStream(Generic[ObjT]):
             n = await listener.queue.get()
             if n is None:
                 raise StopAsyncIteration
+        listener.handled(n)
+        return Event(_EVENT_TYPE[n.kind], n.new, n.old, n.initial)
+
+    def get_nowait(self) -> Event[ObjT] | None:
+        """The next event if one is pending, else None (never waits).
+
+        Draining with `get_nowait` and then reading `informer.indexer` in the same
+        synchronous step sees the cache exactly as the events so far left it: the informer
+        writes the cache and queues the event in one step (module docstring).
+        """
+        listener = self._listener
+        n = listener.queue.get_nowait()
+        if n is None:
+            return None
         listener.handled(n)
         return Event(_EVENT_TYPE[n.kind], n.new, n.old, n.initial)
 
@@ -268,6 +290,10 @@ class SharedIndexInformer(Generic[ObjT]):
         self._blocking = False
         self.callback_errors = 0
         self.deltas_processed = 0
+        self.processing_latency: HistogramMetric | None = None
+        """Observes the seconds each popped key's deltas take to process (client-go's
+        `informer_processing_latency_seconds`); set by `metrics.InformerMetrics.register`.
+        Read once per popped batch, so with None the event path has no metrics code in it."""
         self.log = get_logger("kinformer.informer", resource=str(list_watch.resource),
                               namespace=list_watch.namespace or "")
 
@@ -287,6 +313,12 @@ class SharedIndexInformer(Generic[ObjT]):
         return self.reflector.last_sync_resource_version if self.reflector is not None else ""
 
     @property
+    def queued(self) -> int:
+        """Keys waiting in the DeltaFIFO: 0 means the cache holds everything up to
+        `last_sync_resource_version`."""
+        return len(self._fifo)
+
+    @property
     def started(self) -> bool:
         return self._lifecycle is not _Lifecycle.NEW
 
@@ -302,6 +334,28 @@ class SharedIndexInformer(Generic[ObjT]):
         h = self.reflector.health()
         return InformerHealth(self.has_synced(), running, type(h.state).__name__, h.last_error, h.failing_since,
                               h.consecutive_failures, h.last_progress)
+
+    def idle(self, resource_version: str | None = None) -> bool:
+        """Nothing in flight: synced and watching, the FIFO empty, every handler drained and
+        not in a call — and, if `resource_version` is given, the cache at least that fresh
+        (equal RV; RVs are opaque, so "at least" means "this one was reached")."""
+        reflector = self.reflector
+        if reflector is None or not self.has_synced() or len(self._fifo) or not isinstance(reflector.state, Watching):
+            return False
+        if resource_version is not None and reflector.last_sync_resource_version != resource_version:
+            return False
+        return all(x.idle() for x in self._processor.listeners)
+
+    async def wait_idle(self, timeout: float = 10.0, *, resource_version: str | None = None) -> None:
+        """Wait until `idle(resource_version)`; `TimeoutError` after `timeout` seconds.
+
+        For tests that settle without sleeps: with FakeApiServer, `await informer.wait_idle(
+        resource_version=server.resource_version)` returns once every write so far has been
+        handled by every handler. It checks every 2 ms (idleness has no single event to wait on).
+        """
+        with anyio.fail_after(timeout):
+            while not self.idle(resource_version):  # noqa: ASYNC110 - idleness spans many components: polled
+                await anyio.sleep(0.002)
 
     def stats(self) -> InformerStats:
         return InformerStats(len(self.indexer), len(self._fifo), self.deltas_processed,
@@ -477,10 +531,29 @@ class SharedIndexInformer(Generic[ObjT]):
         process, process_many = self._process, self._process_many
         batch = self.batch_size
         while True:
-            if self._blocking:
+            if not self._blocking:
+                await fifo.pop_many(process_many, batch)
+            elif self.processing_latency is None:
                 await fifo.pop_batch(process, batch)
             else:
-                await fifo.pop_many(process_many, batch)
+                await fifo.pop_batch(self._process_timed, batch)
+
+    def _process_timed(self, deltas: Deltas, is_initial: bool) -> Any:
+        now = time.monotonic if type(self._clock) is RealClock else self._clock.now
+        start = now()
+        result = self._process(deltas, is_initial)
+        if result is not None:
+            return self._finish_timed(result, start, now)
+        latency = self.processing_latency
+        if latency is not None:
+            latency.observe(now() - start)
+        return None
+
+    async def _finish_timed(self, pending: Any, start: float, now: Callable[[], float]) -> None:
+        await pending
+        latency = self.processing_latency
+        if latency is not None:
+            latency.observe(now() - start)
 
     async def _announce_sync(self) -> None:
         await self._fifo.wait_synced()
@@ -497,6 +570,21 @@ class SharedIndexInformer(Generic[ObjT]):
         return None
 
     def _process_many(self, popped: list[Deltas], initial: int) -> None:
+        latency = self.processing_latency
+        if latency is None:
+            self._dispatch_many(popped, initial)
+            return
+        now = time.monotonic if type(self._clock) is RealClock else self._clock.now
+        start = now()
+        self._dispatch_many(popped, initial)
+        if popped:
+            # The batch is one synchronous step: each key is observed with its share of it
+            # (the histogram's count and sum are exact; the spread within a batch is not).
+            share = (now() - start) / len(popped)
+            for _ in popped:
+                latency.observe(share)
+
+    def _dispatch_many(self, popped: list[Deltas], initial: int) -> None:
         """The batch path (no listener blocks): what `_dispatch` does for each delta of
         `popped` (the first `initial` keys are in the initial list), with one indexer write
         for the batch and one `put_many` per listener.

@@ -17,6 +17,8 @@ Invariants:
 - Selectors are parsed at construction: a bad one raises `SelectorError` at once.
 - A non-2xx answer becomes the `ApiError` subclass for its Status (errors.py), carrying
   `Retry-After`; an unreachable server becomes `ConnectionFailedError`.
+- Watch lines are at most `max_line_bytes` (16 MiB by default); a longer one is a
+  `DecodeError`, like any line that is not a watch event.
 - A watch is an async context manager: leaving it (normally, by error or cancellation)
   closes the HTTP response. Iterating it yields *batches* of events, one per network read,
   so the consumer can apply a burst under one lock. A malformed line raises `DecodeError`
@@ -47,6 +49,10 @@ from kinformer.resources import Resource
 from kinformer.selectors import FieldSelector, LabelSelector
 
 DEFAULT_PAGE_SIZE = 500
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+"""The longest watch line (one event) accepted. etcd refuses objects over 1.5 MiB by default
+(`--max-request-bytes`); 16 MiB leaves room for clusters that raised it, and bounds what one
+line can make kinformer buffer. Longer lines raise `DecodeError` and the watch is re-opened."""
 ACCEPT_JSON = "application/json"
 ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -167,6 +173,7 @@ class ListWatch:
         metadata_only: bool = False,
         keep_managed_fields: bool = False,
         intern_strings: bool = False,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.api_client = api_client
@@ -180,6 +187,7 @@ class ListWatch:
         self.metadata_only = metadata_only
         self.keep_managed_fields = keep_managed_fields
         self.strings: StringTable | None = STRINGS if intern_strings else None
+        self.max_line_bytes = max_line_bytes
         self.page_size = page_size
         self.path = resource.collection_path(self.namespace)
         if metadata_only:
@@ -315,15 +323,24 @@ class ListWatch:
             response.close()
 
     def decode_event(self, line: bytes | memoryview) -> WatchEvent:
-        """One watch line → `WatchEvent`; `DecodeError` (without the body) if it is not one."""
+        """One watch line → `WatchEvent`; `DecodeError` (naming what is wrong, never the body) if not one.
+
+        Object events need `metadata.name` and `metadata.resourceVersion` (RVs are opaque
+        strings, as the API conventions say: kinformer never compares them, so a non-numeric
+        or "backwards" RV is kept as given). A BOOKMARK needs a metadata object; an ERROR's
+        object is read as a Status (a missing or odd `code` counts as 500).
+        """
         try:
             event = orjson.loads(line)
             kind = event["type"]
             obj = event["object"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise DecodeError(f"malformed watch event line ({len(line)} bytes)") from None
-        if not isinstance(obj, dict):
-            raise DecodeError(f"watch event {kind!r} has no object")
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"watch line is not JSON ({len(line)} bytes): {exc.msg}") from None
+        except (KeyError, TypeError):
+            raise DecodeError(f"watch line is not a watch event object ({len(line)} bytes)") from None
+        if not isinstance(obj, dict) or not isinstance(kind, str):
+            raise DecodeError(f"watch event {_describe(kind)} has no object" if isinstance(kind, str)
+                              else f"watch event type is not a string: {_describe(kind)}")
         if kind in _OBJECT_EVENTS:
             meta = obj.get("metadata")
             if not isinstance(meta, dict) or not meta.get("name") or not meta.get("resourceVersion"):
@@ -335,9 +352,19 @@ class ListWatch:
                 obj["apiVersion"] = self.expected_api_version
             if self.strings is not None:
                 self.strings.intern_values(obj)
-        elif kind not in ("BOOKMARK", "ERROR"):
-            raise DecodeError(f"unknown watch event type {kind!r}")
+        elif kind == "BOOKMARK":
+            if not isinstance(obj.get("metadata", {}), dict):
+                raise DecodeError("BOOKMARK event whose metadata is not an object")
+        elif kind != "ERROR":
+            raise DecodeError(f"unknown watch event type {_describe(kind)}")
         return WatchEvent(kind, obj)
+
+
+def _describe(value: Any) -> str:
+    """A short, safe description of a value from the wire (never a long or nested value)."""
+    if isinstance(value, str) and len(value) <= 40 and value.isprintable():
+        return repr(value)
+    return f"<{type(value).__name__}>"
 
 
 class WatchStream:
@@ -348,7 +375,9 @@ class WatchStream:
     objects), each complete line is parsed from a memoryview of the read (no copy), and only
     a line cut by the read boundary is copied, joined with the rest of it from the next read.
     A well-formed object event is validated inline; anything else goes through
-    `ListWatch.decode_event`, which raises the precise `DecodeError`.
+    `ListWatch.decode_event`, which raises the precise `DecodeError`. A line longer than
+    `max_line_bytes` raises `DecodeError` without being buffered further (the pieces of a
+    cut line are joined once, when its end arrives: no quadratic re-joining).
 
     A large read is decoded a batch at a time, as the consumer asks, and a batch ends once
     CPython's young generation is half full (`gc.get_count()[0]` against the first
@@ -377,6 +406,8 @@ class WatchStream:
         self._content = response.content
         self._idle_timeout = idle_timeout
         self._partial: list[bytes] = []  # the pieces of a line cut by read boundaries
+        self._partial_size = 0
+        self._max_line = list_watch.max_line_bytes
         self._held: deque[bytes] = deque()  # reads taken by `prefetch`, not yet decoded
         self._held_bytes = 0
         self._chunk = b""  # the read being decoded, from `_start` on
@@ -421,18 +452,35 @@ class WatchStream:
             if partial:
                 end = chunk.find(b"\n")
                 if end < 0:
-                    partial.append(chunk)
+                    self._hold(chunk)
                     continue
                 partial.append(chunk[:end])
+                size = self._partial_size + end
                 line = b"".join(partial)
                 partial.clear()
+                self._partial_size = 0
                 start = end + 1
+                if size > self._max_line:
+                    self._chunk, self._view, self._start = chunk, memoryview(chunk), start
+                    raise self._too_long(size)
                 if line and not self._decode_into(events, line):
                     return events
             self._chunk, self._view, self._start = chunk, memoryview(chunk), start
             events = self._take(events)
             if events:
                 return events
+
+    def _hold(self, piece: bytes) -> None:
+        """Keep `piece` of a line cut by a read boundary; `DecodeError` once the line is too long."""
+        self._partial.append(piece)
+        self._partial_size += len(piece)
+        if self._partial_size > self._max_line:
+            raise self._too_long(self._partial_size)
+
+    def _too_long(self, size: int) -> DecodeError:
+        self._partial.clear()
+        self._partial_size = 0
+        return DecodeError(f"watch line longer than max_line_bytes ({self._max_line}): {size}+ bytes")
 
     def prefetch(self) -> None:
         """Take what the connection has already buffered into the stream (see the class docstring)."""
@@ -463,10 +511,19 @@ class WatchStream:
         loads, new_event, object_events = orjson.loads, _new_tuple, _OBJECT_EVENTS
         keep, want_kind, want_api_version = self._keep_managed_fields, self._kind, self._api_version
         intern = self._strings.intern_values if self._strings is not None else None
+        max_line = self._max_line
         end = find(b"\n", start)
         while end >= 0:
             if len(events) >= limit or (events and young()[0] >= budget):
                 self._start = start
+                return events
+            if end - start > max_line:
+                self._start = end + 1
+                error = self._too_long(end - start)
+                if not events:
+                    raise error
+                self._pending = error
+                self._chunk = b""
                 return events
             if end > start:
                 line = view[start:end]
@@ -495,9 +552,14 @@ class WatchStream:
                     return events
             start = end + 1
             end = find(b"\n", start)
-        if start < len(chunk):
-            self._partial.append(chunk[start:])
         self._chunk, self._view = b"", memoryview(b"")
+        if start < len(chunk):
+            try:
+                self._hold(chunk[start:])
+            except DecodeError as exc:
+                if not events:
+                    raise
+                self._pending = exc
         return events
 
     def _decode_into(self, events: list[WatchEvent], line: bytes | memoryview) -> bool:

@@ -507,6 +507,10 @@ class Listener:
     async def wait_synced(self) -> None:
         await self.tracker.wait()
 
+    def idle(self) -> bool:
+        """Nothing queued and no handler call running (an `events()` stream: nothing queued)."""
+        return not self._in_call and len(self.queue) == 0
+
     def handled(self, n: Notification) -> None:
         """A consumer (the loop, or an `EventStream`) is done with `n`."""
         self.delivered += 1

@@ -33,10 +33,10 @@ The transitions (`transition`, tested as a table in tests/test_reflector_states.
     BackingOff     the wait is over                          `then`
 
 "Progress" is an event received (bookmarks count, as in client-go), or a watch that lasted
-`short_watch` (1 s). "The relist"
-is Listing("0") before the first sync, else Listing(last RV, NotOlderThan), or the
-StreamingList equivalent when streaming lists are on. Every list after a 410 / too-large
-error uses RV "" until one succeeds; the round after that goes back to the last synced RV.
+`short_watch` (1 s). "The relist" is Listing("0") before the first sync, else
+Listing(last RV, NotOlderThan), or the StreamingList equivalent when streaming lists are on.
+Every list after a 410 / too-large error uses RV "" until one succeeds; the round after that
+goes back to the last synced RV.
 
 What each request sends (client-go's reflector): LIST pages of `page_size` (500) at one
 resourceVersion, applied page by page through `DeltaFIFO.start_replace()` so a relist never
@@ -46,6 +46,12 @@ client-side idle timeout (timeoutSeconds + 30 s) that catches dead connections. 
 the store in batches (one per network read); the RV moves only after the events before it
 were queued; BOOKMARK only moves the RV. Backoff: 0.8 s doubling to 30 s, jitter 1.0, reset
 after 2 min (backoff.py).
+
+Resuming (`initial_resource_version=rv`, not in client-go): a store that already holds the
+collection's state at `rv` (e.g. read back from a database) starts in Watching(rv) instead of
+Listing, so a short outage costs no list at all. The reflector counts as synced once that
+watch is open (the store's state is the one at `rv`); a 410 on it relists at "" like any
+watch 410, and the list's tombstones then remove what was deleted meanwhile.
 
 Deliberate differences from client-go, each because the RV is still good: a malformed line
 (counted in `stats.decode_errors`) or a short empty watch re-watches from the last good RV
@@ -86,7 +92,7 @@ from kinformer.errors import (
     WatchIdleTimeoutError,
     api_error_from_status,
 )
-from kinformer.fifo import ADDED, DELETED, UPDATED, DeltaType, ReplaceSession
+from kinformer.fifo import ADDED, DELETED, UPDATED, DeltaType
 from kinformer.listwatch import ListWatch
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
@@ -94,10 +100,18 @@ NOT_OLDER_THAN = "NotOlderThan"
 _DELTA_OF = {"ADDED": ADDED, "MODIFIED": UPDATED, "DELETED": DELETED}
 
 
-class ReflectorStore(Protocol):
-    """What the reflector writes to (a `DeltaFIFO`)."""
+class ListSession(Protocol):
+    """One list being applied page by page (`DeltaFIFO`'s `ReplaceSession` is one)."""
 
-    def start_replace(self, *, skip_unchanged: bool = True) -> ReplaceSession: ...
+    async def add_page(self, objs: Iterable[Any]) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+class ReflectorStore(Protocol):
+    """What the reflector writes to (a `DeltaFIFO`, or the mirror's resourceVersion map)."""
+
+    def start_replace(self, *, skip_unchanged: bool = True) -> ListSession: ...
 
     async def apply(self, changes: Iterable[tuple[DeltaType, Any]]) -> None: ...
 
@@ -308,7 +322,11 @@ class Reflector:
         clock: Clock = REAL_CLOCK,
         rand: Callable[[], float] = random.random,
         watch_error_handler: WatchErrorHandler | None = None,
+        initial_resource_version: str = "",
     ) -> None:
+        """`initial_resource_version`: start by watching from this RV, which the store's
+        current state must reflect (see "Resuming" in the module docstring); "" or "0" lists first.
+        """
         self.list_watch = list_watch
         self.store = store
         self.resync_period = resync_period
@@ -319,11 +337,16 @@ class Reflector:
         self.watch_error_handler = watch_error_handler or log_watch_error
         self.backoff = self.config.backoff(clock)
         self.stats = ReflectorStats()
-        self.state: ReflectorState = relist_state("", consistent=False, streaming=self.config.streaming_list)
-        self.last_sync_resource_version = ""
+        self.state: ReflectorState
+        if initial_resource_version not in ("", "0"):
+            self.state = Watching(initial_resource_version)
+            self.last_sync_resource_version = initial_resource_version
+        else:
+            self.state = relist_state("", consistent=False, streaming=self.config.streaming_list)
+            self.last_sync_resource_version = ""
         self._expected_kind = list_watch.expected_kind
         self._expected_api_version = list_watch.expected_api_version
-        self._session: ReplaceSession | None = None  # open while a streaming list's initial events arrive
+        self._session: ListSession | None = None  # open while a streaming list's initial events arrive
         self._round: anyio.CancelScope | None = None
         self._watch_started = 0.0
         self._events_before = 0
@@ -489,6 +512,10 @@ class Reflector:
         async with self.list_watch.watch(state.resource_version, timeout, send_initial_events=initial,
                                          idle_timeout=idle) as stream:
             self.stats.watches += 1
+            if not initial and not self._synced.is_set():
+                # Only a resumed reflector watches before its first list: its store is synced.
+                self._progress()
+                self._synced.set()
             async for batch in stream:
                 await self._apply(batch)
                 if gc.get_count()[0] >= young_budget:
@@ -548,8 +575,10 @@ class Reflector:
             else:  # ERROR
                 await self._queue(changes, session, rv)
                 status = event.object
-                code = int(status.get("code") or 500)
-                raise api_error_from_status(code, status)
+                if status.get("kind") != "Status":  # say nothing it holds: it may be anything
+                    status = {"message": "watch ERROR event whose object is not a Status"}
+                code = status.get("code")
+                raise api_error_from_status(code if isinstance(code, int) and code >= 400 else 500, status)
         await self._queue(changes, session, rv)
 
     def _unexpected(self, obj: Any) -> None:
@@ -559,7 +588,7 @@ class Reflector:
             f"{obj.get('apiVersion')!r} (expected {self._expected_kind!r} of {self._expected_api_version!r}); "
             "skipped"))
 
-    async def _queue(self, changes: list[tuple[DeltaType, Any]], session: ReplaceSession | None, rv: str) -> None:
+    async def _queue(self, changes: list[tuple[DeltaType, Any]], session: ListSession | None, rv: str) -> None:
         if changes:
             if session is not None:
                 await session.add_page(obj for _, obj in changes)

@@ -3,12 +3,16 @@
 Label selectors (apimachinery `labels.Parse`): comma-separated requirements, all of which
 must hold: `k`, `!k`, `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k>n`, `k<n`.
 `!=` and `notin` also match when the label is absent; `=`, `in`, `>`, `<` need it present.
+`n` must be a valid label value that is a 64-bit integer (so ASCII digits, no sign), and a
+label compared with `>`/`<` is read as Go's `strconv.ParseInt` reads it: a value that is not
+an int64 (`1_0`) never matches. Whitespace between tokens is space, tab, CR or LF only.
 `k in ()` means the one value "" (as the server parses it). Keys are qualified names
 (optional DNS-subdomain prefix and `/`), values are ≤63 characters of `[A-Za-z0-9_.-]`
 beginning and ending alphanumeric, or empty.
 
 Field selectors (apimachinery `fields.ParseSelector`): comma-separated `path=v`, `path==v`,
 `path!=v` on dotted paths (`metadata.name`, `status.phase`); `\\`, `\\,` and `\\=` escape.
+Empty terms are skipped (`a=b,` is `a=b`), as the server does.
 A missing field reads as "" (see `objects.field_value`).
 
 Invalid text raises `SelectorError` naming the offending part. An empty selector matches
@@ -27,7 +31,22 @@ from kinformer.objects import field_value, labels
 
 _NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_SPECIAL = set("!=<>(), \t\n")
+_WHITESPACE = " \t\r\n"  # apimachinery's isWhitespace: not Python's str.isspace
+_SPECIAL = set("!=<>(),") | set(_WHITESPACE)
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_INT64 = 2**63
+
+
+def _int64(text: str) -> int | None:
+    """Go's `strconv.ParseInt(text, 10, 64)`: ASCII digits with an optional sign, in int64 range.
+
+    Not Python's `int()`, which also takes `1_000`, surrounding spaces and non-ASCII digits
+    that the server refuses (in a selector) or does not match (in a label value).
+    """
+    if not _INT_RE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if -_INT64 <= number < _INT64 else None
 
 EXISTS, NOT_EXISTS, EQUALS, NOT_EQUALS, IN, NOT_IN, GT, LT = (
     "exists", "!", "=", "!=", "in", "notin", "gt", "lt",
@@ -77,11 +96,8 @@ class Requirement:
             return value is not None and value in self.values
         if op in (NOT_EQUALS, NOT_IN):
             return value is None or value not in self.values
-        if value is None:
-            return False
-        try:
-            number = int(value)
-        except ValueError:
+        number = _int64(value) if value is not None else None
+        if number is None:
             return False
         bound = int(self.values[0])
         return number > bound if op == GT else number < bound
@@ -103,7 +119,7 @@ def _tokenize(text: str) -> list[str]:
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        if c.isspace():
+        if c in _WHITESPACE:
             i += 1
         elif text.startswith(("==", "!="), i):
             tokens.append(text[i : i + 2])
@@ -180,12 +196,9 @@ class _LabelParser:
             return Requirement(key, NOT_EQUALS, (self._value(),))
         if tok in (">", "<"):
             value = self._identifier(f"integer after {tok!r}")
-            try:
-                int(value)
-            except ValueError:
-                raise SelectorError(
-                    f"invalid label selector {self.text!r}: {value!r} after {tok!r} is not an integer"
-                ) from None
+            _validate_value(value)  # the server validates it as a label value too: no sign
+            if _int64(value) is None:
+                raise SelectorError(f"invalid label selector {self.text!r}: {value!r} after {tok!r} is not an integer")
             return Requirement(key, GT if tok == ">" else LT, (value,))
         if tok in ("in", "notin"):
             return Requirement(key, IN if tok == "in" else NOT_IN, self._values())
@@ -360,6 +373,8 @@ class FieldSelector:
             return cls(())
         reqs: list[FieldRequirement] = []
         for term in _split_unescaped(text, ","):
+            if not term:
+                continue  # `a=b,` and `a=b,,c=d`: the server skips empty terms
             found = _find_operator(term)
             if found is None:
                 raise SelectorError(f"invalid field selector {text!r}: can't understand {term!r}")

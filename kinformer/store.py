@@ -7,6 +7,8 @@ Invariants (as client-go's `threadSafeMap` / `storeIndex`):
 - An update re-indexes only when an index function's values changed.
 - Writes come from the event loop; reads may come from any thread (a sync endpoint in a
   thread pool). One `threading.Lock` guards every map; it is never held across an await.
+- `intersect_indices` answers several index lookups and fetches the objects they select in
+  one lock acquisition, so a query planner sees one state of the cache, never a mix.
 - Objects are stored as given (no copy): callers must not mutate what they put or get.
 - An index function that raises does not break the store: the object is stored and simply
   not found under that index (its values count as none); the error goes to `error_handler`
@@ -20,7 +22,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, NamedTuple
 
 import orjson
@@ -36,6 +38,7 @@ Indexers = Mapping[str, IndexFunc]
 
 NAMESPACE_INDEX = "namespace"
 
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 def namespace_index_func(obj: Any) -> list[str]:
@@ -288,6 +291,38 @@ class Indexer:
             _, index = self._index(name)
             return [self._items[k] for k in index.get(value, ())]
 
+    def intersect_indices(
+        self, lookups: Sequence[tuple[str, Collection[str]]]
+    ) -> tuple[builtins.list[int], builtins.list[tuple[str, Any]]]:
+        """One consistent read for a query planner, under one lock acquisition.
+
+        For each `(index name, values)` lookup, its key set is the union of the keys indexed
+        under any of `values`. Returns the size of each lookup's key set (in `lookups` order)
+        and the `(key, object)` pairs of the keys in every set, intersected smallest first,
+        in no particular order. With no lookups: every item. Neither the objects nor the
+        sizes can reflect a write the other does not. An unknown index raises `KeyError`.
+        """
+        with self._lock:
+            sets: builtins.list[Set[str]] = []
+            for name, values in lookups:
+                _, index = self._index(name)
+                if len(values) == 1:
+                    sets.append(index.get(next(iter(values)), _NO_KEYS))
+                else:
+                    sets.append(set().union(*(index.get(v, _NO_KEYS) for v in values)))
+            sizes = [len(keys) for keys in sets]
+            items = self._items
+            if not sets:
+                return sizes, builtins.list(items.items())
+            sets.sort(key=len)
+            # `&` builds a new set and iterates the smaller operand: no internal set escapes.
+            result: Set[str] = sets[0]
+            for keys in sets[1:]:
+                if not result:
+                    break
+                result = result & keys
+            return sizes, [(k, items[k]) for k in result]
+
     def list_index_func_values(self, name: str) -> builtins.list[str]:
         with self._lock:
             _, index = self._index(name)
@@ -527,3 +562,9 @@ class CompactIndexer(Indexer):
             _, index = self._index(name)
             entries = self._entries(index.get(value, ()))
         return [self._decode(k, e) for k, e in entries]
+
+    def intersect_indices(
+        self, lookups: Sequence[tuple[str, Collection[str]]]
+    ) -> tuple[builtins.list[int], builtins.list[tuple[str, Any]]]:
+        sizes, entries = super().intersect_indices(lookups)  # one consistent read, under the lock
+        return sizes, [(k, self._decode(k, e)) for k, e in entries]

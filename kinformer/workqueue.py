@@ -26,7 +26,9 @@ Operations (the queue belongs to its event loop; none of them is thread-safe):
 - `await shut_down_with_drain()`: the same, and waits until every handed-out item is `done`.
   A `shut_down()` while it waits releases it (client-go's semantics). Like client-go, it
   waits for processing items only: what is still queued is handed out to whoever calls `get`.
-- `len(queue)`: ready items (not those processing or delayed). `shutting_down()`.
+- `len(queue)`: ready items (not those processing or delayed); `queue.processing_count`:
+  items handed out and not yet done (counted from the hand-out, before the getter resumes);
+  `queue.delayed_count`: items waiting for their `add_after` time. `shutting_down()`.
 
 Fairness, written down because client-go leaves it implicit: ready items are handed out in
 FIFO order (by the time they became ready), and waiting getters are served in the order they
@@ -236,6 +238,16 @@ class WorkQueue(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    @property
+    def processing_count(self) -> int:
+        """Items handed out by `get` and not yet `done`."""
+        return len(self._processing)
+
+    @property
+    def delayed_count(self) -> int:
+        """Items waiting for their `add_after` ready time."""
+        return len(self._waiting)
 
     def shutting_down(self) -> bool:
         return self._shutting_down

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNER = "pytest-asyncio"
 
 # Not something kinformer's core may pull in: each belongs to an extra or to the dev tools.
-NOT_CORE = ("rich", "pytest", "pytest_asyncio", "hypothesis", "prometheus_client", "mypy")
+NOT_CORE = ("rich", "pytest", "pytest_asyncio", "hypothesis", "prometheus_client", "mypy", "fastapi", "httpx")
 
 
 def _env() -> dict[str, str]:
@@ -177,18 +177,25 @@ def test_core_install_needs_no_optional_package(packaged: tuple[Path, Path], tmp
     _pip_install(python, wheelhouse, str(wheel))
     probe = textwrap.dedent(f"""
         import importlib.util, json, pathlib, sys
-        import kinformer, kinformer.testing
+        import kinformer, kinformer.testing, kinformer.web
         from kinformer.testing import FakeApiServer
+        try:
+            kinformer.web.fastapi_router(kinformer.web.CacheApi())
+            web_extra = None
+        except kinformer.errors.MissingExtraError as exc:
+            web_extra = exc.extra
         print(json.dumps({{
             "file": kinformer.__file__, "prefix": sys.prefix,
             "typed": (pathlib.Path(kinformer.__file__).parent / "py.typed").is_file(),
             "importable": [m for m in {NOT_CORE!r} if importlib.util.find_spec(m) is not None],
+            "web_extra": web_extra,
         }}))
     """)
     found = json.loads(_check(_run(python, "-c", probe, cwd=tmp_path)).stdout)
     assert found["file"].startswith(found["prefix"])  # the installed wheel, not this checkout
     assert found["typed"]
     assert found["importable"] == []
+    assert found["web_extra"] == "web"  # the aiohttp adapter is core; FastAPI's names its extra
     # The demo needs rich: without it, a message that names the extra, not a traceback.
     demo = _run(tmp_path / "venv" / "bin" / "kinformer", "demo", "--duration", "1", cwd=tmp_path)
     assert demo.returncode == 2, demo.stdout + demo.stderr

@@ -101,3 +101,34 @@ def test_first_streaming_fallback_before_any_sync_lists_at_zero() -> None:
 ])
 def test_relist_state(last: str, consistent: bool, streaming: bool, expected: ReflectorState) -> None:
     assert relist_state(last, consistent=consistent, streaming=streaming) == expected
+
+
+class _NoStore:
+    """A store the constructor never calls."""
+
+    def start_replace(self, *, skip_unchanged: bool = True) -> object:
+        raise AssertionError("not called")
+
+    async def apply(self, changes: object) -> None:
+        raise AssertionError("not called")
+
+    async def resync(self) -> None:
+        raise AssertionError("not called")
+
+
+@pytest.mark.parametrize(("initial", "expected", "last"), [
+    ("", Listing("0"), ""),
+    ("0", Listing("0"), ""),
+    ("1234", Watching("1234"), "1234"),
+])
+def test_initial_resource_version_starts_watching(initial: str, expected: ReflectorState, last: str) -> None:
+    from kinformer import ListWatch, Reflector, Resource
+
+    lw = ListWatch(object(), Resource.configmaps)
+    r = Reflector(lw, _NoStore(), initial_resource_version=initial)  # type: ignore[arg-type]
+    assert r.state == expected and r.last_sync_resource_version == last and not r.has_synced()
+
+
+def test_resumed_watch_410_relists_consistently() -> None:
+    # Before any list: the same row as a watch 410 after a sync.
+    assert transition(Watching("7"), Failed(GONE), last_rv="7", streaming=False) == Listing("")

@@ -121,3 +121,24 @@ def test_upsert_and_delete_key_return_the_previous_object() -> None:
     assert idx.delete_key("ns/a") is a2
     assert idx.delete_key("ns/a") is None
     assert idx.list_index_func_values("app") == []
+
+
+def test_intersect_indices_sizes_intersection_and_no_shared_sets() -> None:
+    idx = make()
+    web1, web2, db1 = obj("w1", "ns1", app="web"), obj("w2", "ns2", app="web"), obj("d1", "ns1", app="db")
+    for o in (web1, web2, db1):
+        idx.add(o)
+    sizes, pairs = idx.intersect_indices([("app", {"web"}), (NAMESPACE_INDEX, {"ns1", "ns2", "none"})])
+    assert sizes == [2, 3]
+    assert sorted(pairs) == [("ns1/w1", web1), ("ns2/w2", web2)]
+    sizes, pairs = idx.intersect_indices([("app", {"web"}), ("app", {"db"})])
+    assert sizes == [2, 1] and pairs == []
+    sizes, pairs = idx.intersect_indices([])
+    assert sizes == [] and sorted(k for k, _ in pairs) == ["ns1/d1", "ns1/w1", "ns2/w2"]
+    # One lookup returns pairs built from the index's own set, which must not be handed out.
+    sizes, pairs = idx.intersect_indices([("app", {"db"})])
+    assert pairs == [("ns1/d1", db1)]
+    idx.delete(db1)
+    assert pairs == [("ns1/d1", db1)] and idx.intersect_indices([("app", {"db"})]) == ([0], [])
+    with pytest.raises(KeyError):
+        idx.intersect_indices([("nope", {"x"})])

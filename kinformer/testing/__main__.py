@@ -1,3 +1,5 @@
-from kinformer.testing.server import main
+import sys
 
-main()
+from kinformer.testing._cli import main
+
+sys.exit(main())

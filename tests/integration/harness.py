@@ -11,6 +11,7 @@ import anyio
 from kinformer import Delta, DeltaFIFO, DeltaType, Indexer, ListWatch, Reflector, ReflectorConfig, Resource
 from kinformer.backoff import Backoff
 from kinformer.clock import Clock
+from kinformer.reflector import log_watch_error
 from kinformer.testing import FakeApiServer, eventually
 
 
@@ -30,8 +31,12 @@ class Pipeline:
         kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
         self.errors: list[BaseException] = []
         self.reflector = Reflector(self.list_watch, self.fifo, config=ReflectorConfig(**config),
-                                   watch_error_handler=lambda r, e: self.errors.append(e), **kwargs)
+                                   watch_error_handler=self._error, **kwargs)
         self.deltas: list[Delta] = []
+
+    def _error(self, reflector: Reflector, error: BaseException) -> None:
+        self.errors.append(error)
+        log_watch_error(reflector, error)  # the default handler's log line, for caplog
 
     def _process(self, deltas: list[Delta], initial: bool) -> None:
         for d in deltas:

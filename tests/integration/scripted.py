@@ -24,10 +24,16 @@ from aiohttp import web
 class Answer:
     status: int = 200
     body: Any = None
-    """A JSON value (sent whole), or a list of JSON values sent as watch lines."""
+    """A JSON value (sent whole), or for a watch a list of lines: JSON values (sent with a
+    newline) or raw bytes (sent exactly as given)."""
     watch: bool = False
     hold: bool = False
     """After the watch lines, keep the connection open (until the client closes it)."""
+    raw: bytes | None = None
+    """Send these bytes as the whole (non-watch) body instead of `body`."""
+    headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False
+    """After the watch lines, drop the connection without the chunked stream's end."""
 
 
 def list_body(items: list[dict[str, Any]], rv: str, kind: str = "ConfigMapList") -> dict[str, Any]:
@@ -71,12 +77,17 @@ class ScriptedServer:
         self.requests.append((request.path, dict(request.query)))
         answer = self.answers.popleft() if self.answers else Answer(watch=True, body=[], hold=True)
         if not answer.watch:
-            return web.Response(status=answer.status, body=orjson.dumps(answer.body),
-                                content_type="application/json")
+            body = answer.raw if answer.raw is not None else orjson.dumps(answer.body)
+            return web.Response(status=answer.status, body=body,
+                                headers={"Content-Type": "application/json", **answer.headers})
         response = web.StreamResponse(status=answer.status, headers={"Content-Type": "application/json"})
         await response.prepare(request)
         for line in answer.body:
-            await response.write(orjson.dumps(line) + b"\n")
+            await response.write(line if isinstance(line, bytes) else orjson.dumps(line) + b"\n")
+        if answer.cut:
+            assert request.transport is not None
+            request.transport.close()
+            return response
         if answer.hold:
             await self.released.wait()
         with contextlib.suppress(ConnectionError):  # the client may have gone already

@@ -1,5 +1,6 @@
-"""FakeApiServer's history is exact: for random writes, any in-window resume sees exactly
-the later events, and a paged list at any RV and page size is exactly the state at that RV."""
+"""FakeApiServer's history is exact: for random writes (`strategies.write_sequences`), any
+in-window resume sees exactly the later events, and a paged list at any RV and page size is
+exactly the state at that RV."""
 
 from __future__ import annotations
 
@@ -11,45 +12,35 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kinformer.testing import FakeApiServer, make_configmap
+from kinformer.testing import FakeApiServer, steps
+from kinformer.testing import strategies as ks
 
-NAMES = st.sampled_from([f"cm{i}" for i in range(6)])
-OPS = st.lists(st.tuples(st.sampled_from(["create", "update", "delete"]), NAMES), min_size=1, max_size=25)
+KEYS = [f"default/cm{i}" for i in range(6)]
 CM = "/api/v1/namespaces/default/configmaps"
+KIND = {"Create": "ADDED", "Update": "MODIFIED", "Patch": "MODIFIED", "Delete": "DELETED"}
 
 
-@given(ops=OPS, data=st.data())
+@given(writes=ks.write_sequences("configmaps", KEYS, min_size=1, max_size=25), data=st.data())
 @settings(max_examples=40, deadline=None)
-def test_resume_and_paged_lists_are_exact(ops: list[tuple[str, str]], data: st.DataObject) -> None:
-    asyncio.run(_run(ops, data))
+def test_resume_and_paged_lists_are_exact(writes: list[steps.Write], data: st.DataObject) -> None:
+    asyncio.run(_run(writes, data))
 
 
-async def _run(ops: list[tuple[str, str]], data: st.DataObject) -> None:
+async def _run(writes: list[steps.Write], data: st.DataObject) -> None:
     async with FakeApiServer() as server:
         start = int(server.resource_version)
-        states: dict[int, dict[str, str]] = {start: {}}
+        states: dict[int, dict[str, Any]] = {start: {}}
         log: list[tuple[int, str, str]] = []  # (rv, type, name)
-        state: dict[str, str] = {}
-        n = 0
-        for op, name in ops:
-            n += 1
-            exists = name in state
-            if op == "create" and not exists:
-                obj = server.create("configmaps", make_configmap(name, n=str(n)))
-                kind = "ADDED"
-            elif op == "update" and exists:
-                obj = server.update("configmaps", {**server.get("configmaps", name, "default"), "data": {"n": str(n)}})
-                kind = "MODIFIED"
-            elif op == "delete" and exists:
-                obj = server.delete("configmaps", name, "default")
-                kind = "DELETED"
-            else:
-                continue
+        state: dict[str, Any] = {}
+        for write in writes:
+            obj = write.apply(server)
+            kind = KIND[type(write).__name__]
+            name = obj["metadata"]["name"]
             rv = int(obj["metadata"]["resourceVersion"])
             if kind == "DELETED":
                 state.pop(name)
             else:
-                state[name] = obj["data"]["n"]
+                state[name] = obj["data"]
             log.append((rv, kind, name))
             states[rv] = dict(state)
         end = int(server.resource_version)
@@ -80,5 +71,5 @@ async def _run(ops: list[tuple[str, str]], data: st.DataObject) -> None:
                     break
                 params = {"limit": str(page), "continue": token}
             snapshot_rv = max(rv for rv in states if rv <= at)
-            assert {i["metadata"]["name"]: i["data"]["n"] for i in items} == states[snapshot_rv]
+            assert {i["metadata"]["name"]: i["data"] for i in items} == states[snapshot_rv]
             assert len(items) == len(states[snapshot_rv])

@@ -312,3 +312,21 @@ async def test_lister_knows_sync_and_namespacing(fake_api_server: FakeApiServer,
         with pytest.raises(InvalidArgumentError, match="namespaced"):
             lister.get("a")
         assert namespaces.get("default") is None  # cluster-scoped: no namespace needed
+
+
+async def test_wait_idle_settles_after_every_write_is_handled(fake_api_server: FakeApiServer,
+                                                               fake_api_client: Any) -> None:
+    seen: list[str] = []
+
+    async def on_add(obj: Any, initial: bool) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append(obj["metadata"]["name"])
+
+    inf = informer(fake_api_client)
+    inf.add_event_handler(on_add)
+    assert not inf.idle()
+    async with inf:
+        for i in range(50):
+            fake_api_server.create("configmaps", make_configmap(f"c{i}"))
+        await inf.wait_idle(resource_version=fake_api_server.resource_version)
+        assert len(seen) == 50 and inf.idle()

@@ -89,8 +89,8 @@ async def test_unreachable_server_is_connection_failed() -> None:
 
 
 @pytest.mark.parametrize(("line", "fragment"), [
-    (b"{not json", "malformed"),
-    (b'{"type":"MODIFIED"}', "malformed"),
+    (b"{not json", "is not JSON"),
+    (b'{"type":"MODIFIED"}', "not a watch event object"),
     (b'{"type":"WAT","object":{}}', "unknown watch event type"),
     (b'{"type":"ADDED","object":{"spec":{}}}', "without metadata"),
     (b'{"type":"ADDED","object":[]}', "has no object"),
