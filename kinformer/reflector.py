@@ -118,6 +118,11 @@ class ReflectorStore(Protocol):
     async def resync(self) -> None: ...
 
 
+YIELD_EVERY_EVENTS = 256
+"""A watch yields to the event loop at least once per this many events, so the handlers'
+listeners (default `max_pending` 1024) drain while a fast server keeps the socket full."""
+
+
 # -- states -------------------------------------------------------------------------------
 
 
@@ -516,12 +521,17 @@ class Reflector:
                 # Only a resumed reflector watches before its first list: its store is synced.
                 self._progress()
                 self._synced.set()
+            since_yield = 0
             async for batch in stream:
                 await self._apply(batch)
-                if gc.get_count()[0] >= young_budget:
+                since_yield += len(batch)
+                if since_yield >= YIELD_EVERY_EVENTS or gc.get_count()[0] >= young_budget:
                     # Let the consumers of this batch run and free what it replaced before the
                     # next one is decoded: reading from a full buffer never waits, and the
-                    # objects in flight would set off the cyclic GC (see WatchStream).
+                    # objects in flight would set off the cyclic GC (see WatchStream). The
+                    # young-generation count alone is not enough: a collection during the
+                    # batch resets it, and the handlers would starve behind a fast server.
+                    since_yield = 0
                     stream.prefetch()
                     await anyio.lowlevel.checkpoint()
         if self._session is not None:
