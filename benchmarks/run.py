@@ -2,7 +2,8 @@
 
 Each scenario starts the replay server (its own process, pinned to the last core) and runs
 every contender in a fresh process (pinned to the first core): one warm-up run, then
-`--runs` measured runs; the table reports medians and ratios against baselines measured
+`--runs` measured runs (in the watch and sync
+scenarios interleaved across contenders, round by round); the table reports medians and ratios against baselines measured
 in this same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
 The work-queue scenario needs no server: kinformer's WorkQueue and client-go's
 util/workqueue (benchmarks/go/workqueue) run the same item pattern, each on the client core.
@@ -110,6 +111,27 @@ def measure(cmd: list[str], runs: int, warmup: bool = True) -> dict[str, Any]:
     return out
 
 
+def measure_interleaved(cmds: dict[str, list[str]], runs: int, warmup: bool = True) -> dict[str, dict[str, Any]]:
+    """`measure` for several contenders at once, their runs interleaved (round r runs every
+    contender once, in turn): on a shared machine a slow minute then slows every contender,
+    not only the one that happened to run in it, and the ratios of one run stay fair."""
+    if warmup:
+        for cmd in cmds.values():
+            run_once(cmd)
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            samples[name].append(run_once(cmd))
+    out: dict[str, dict[str, Any]] = {}
+    for name, runs_of in samples.items():
+        result: dict[str, Any] = {"runs": runs, "samples": runs_of}
+        for key, value in runs_of[0].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                result[key] = statistics.median(s[key] for s in runs_of)
+        out[name] = result
+    return out
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with open("/proc/cpuinfo") as fh:
@@ -133,19 +155,17 @@ def scenario_watch(args: argparse.Namespace, results: dict[str, Any]) -> None:
     n = ["--events", str(events)]
     with replay_server(1000, events, protobuf=True) as server:
         url = server["url"]
-        r = {
-            "limit (orjson parse only)": measure(python("watch-limit", url, *n), args.runs),
-            "floor of any cache (parse, keep in a dict)": measure(python("watch-parse-into-dict", url, *n), args.runs),
-            "kinformer": measure(python("watch-kinformer", url, *n), args.runs),
-            'kinformer, store="compact"': measure(python("watch-kinformer", url, *n, "--store", "compact"), args.runs),
-            'kinformer, store="compact", decoded_cache=1024': measure(
-                python("watch-kinformer", url, *n, "--store", "compact", "--decoded-cache", "1024"), args.runs),
-            "kinformer, intern_strings=True": measure(python("watch-kinformer", url, *n, "--intern-strings"),
-                                                      args.runs),
-            "client-go SharedInformer (JSON)": measure(go(url, "watch", "-events", str(events)), args.runs),
-            "client-go SharedInformer (protobuf)": measure(go(url, "watch", "-events", str(events), "-protobuf"),
-                                                           args.runs),
-        }
+        r = measure_interleaved({
+            "limit (orjson parse only)": python("watch-limit", url, *n),
+            "floor of any cache (parse, keep in a dict)": python("watch-parse-into-dict", url, *n),
+            "kinformer": python("watch-kinformer", url, *n),
+            'kinformer, store="compact"': python("watch-kinformer", url, *n, "--store", "compact"),
+            'kinformer, store="compact", decoded_cache=1024': python(
+                "watch-kinformer", url, *n, "--store", "compact", "--decoded-cache", "1024"),
+            "kinformer, intern_strings=True": python("watch-kinformer", url, *n, "--intern-strings"),
+            "client-go SharedInformer (JSON)": go(url, "watch", "-events", str(events)),
+            "client-go SharedInformer (protobuf)": go(url, "watch", "-events", str(events), "-protobuf"),
+        }, args.runs)
     with replay_server(1000, typed_events) as server:
         r["kubernetes_asyncio typed Watch"] = measure(
             python("watch-typed", server["url"], "--events", str(typed_events)), args.runs)
@@ -158,16 +178,14 @@ def scenario_sync(args: argparse.Namespace, results: dict[str, Any]) -> None:
         log(f"initial sync and memory: {n} pods")
         with replay_server(n, 0, protobuf=True) as server:
             url = server["url"]
-            out[str(n)] = {
-                "kinformer": measure(python("sync-kinformer", url), args.runs),
-                "kinformer (managedFields kept)": measure(
-                    python("sync-kinformer", url, "--keep-managed-fields"), max(args.runs // 2, 1)),
-                "kinformer, intern_strings=True": measure(python("sync-kinformer", url, "--intern-strings"),
-                                                          args.runs),
-                'kinformer, store="compact"': measure(python("sync-kinformer", url, "--store", "compact"), args.runs),
-                "client-go SharedInformer (JSON)": measure(go(url, "sync"), args.runs),
-                "client-go SharedInformer (protobuf)": measure(go(url, "sync", "-protobuf"), args.runs),
-            }
+            out[str(n)] = measure_interleaved({
+                "kinformer": python("sync-kinformer", url),
+                "kinformer (managedFields kept)": python("sync-kinformer", url, "--keep-managed-fields"),
+                "kinformer, intern_strings=True": python("sync-kinformer", url, "--intern-strings"),
+                'kinformer, store="compact"': python("sync-kinformer", url, "--store", "compact"),
+                "client-go SharedInformer (JSON)": go(url, "sync"),
+                "client-go SharedInformer (protobuf)": go(url, "sync", "-protobuf"),
+            }, args.runs)
     results["initial_sync"] = out
 
 
