@@ -2,9 +2,9 @@
 
 Each scenario starts the replay server (its own process, pinned to the last core) and runs
 every contender in a fresh process (pinned to the first core): one warm-up run, then
-`--runs` measured runs (in the watch and sync
-scenarios interleaved across contenders, round by round); the table reports medians and ratios against baselines measured
-in this same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
+`--runs` measured runs (in the watch and sync scenarios interleaved across contenders,
+round by round); the table reports medians and ratios against baselines measured in this
+same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
 The work-queue scenario needs no server: kinformer's WorkQueue and client-go's
 util/workqueue (benchmarks/go/workqueue) run the same item pattern, each on the client core.
 The watch and sync scenarios run client-go twice: on JSON (the bytes kinformer reads) and on
