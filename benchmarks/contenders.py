@@ -39,11 +39,15 @@ def client(url: str) -> Any:
     return ApiClient(Configuration(host=url))
 
 
-def informer(api: Any, **kw: Any) -> Any:
+def informer(api: Any, args: argparse.Namespace | None = None, **kw: Any) -> Any:
+    """The kinformer contender: `--store`, `--decoded-cache`, `--keep-managed-fields`, `--intern-strings`."""
     from kinformer import ListWatch, Resource, SharedIndexInformer
 
-    keep = kw.pop("keep_managed_fields", False)
-    return SharedIndexInformer(ListWatch(api, Resource.pods, keep_managed_fields=keep), **kw)
+    keep = bool(args and args.keep_managed_fields)
+    intern = bool(args and args.intern_strings)
+    if args is not None and args.store != "default":
+        kw.update(store=args.store, decoded_cache=args.decoded_cache)
+    return SharedIndexInformer(ListWatch(api, Resource.pods, keep_managed_fields=keep, intern_strings=intern), **kw)
 
 
 async def go(url: str) -> float:
@@ -62,7 +66,7 @@ async def wait_until(predicate: Any, poll: float = 0.001) -> None:
 
 async def watch_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     api = client(args.url)
-    inf = informer(api)
+    inf = informer(api, args)
     count = 0
 
     def on_update(old: Any, new: Any) -> None:
@@ -72,6 +76,7 @@ async def watch_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     inf.add_event_handler(on_update=on_update)
     async with inf:
         await inf.wait_for_sync()
+        gc_experiment(args.gc)
         cpu = time.process_time()
         start = await go(args.url)
         await wait_until(lambda: count >= args.events)
@@ -80,6 +85,17 @@ async def watch_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     await api.close()
     return {"events": count, "seconds": elapsed, "events_per_s": count / elapsed,
             "cpu_us_per_event": cpu / count * 1e6}
+
+
+def gc_experiment(mode: str) -> None:
+    """`--gc`: what the process does to CPython's collector once the cache has synced."""
+    if mode == "off":
+        gc.disable()
+    elif mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif mode == "threshold":
+        gc.set_threshold(50_000, 20, 100)
 
 
 async def watch_typed(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,7 +183,7 @@ async def sync_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     api = client(args.url)
     gc.collect()
     base = rss_bytes()
-    inf = informer(api, keep_managed_fields=args.keep_managed_fields)
+    inf = informer(api, args)
     start = time.perf_counter()
     async with inf:
         await inf.wait_for_sync()
@@ -175,16 +191,41 @@ async def sync_kinformer(args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         steady = rss_bytes()
         objects = len(inf.indexer)
+        reads = measure_reads(inf.indexer)
     await api.close()
     return {"objects": objects, "seconds": elapsed, "peak_rss": peak_rss_bytes(), "steady_rss": steady,
-            "bytes_per_object": (steady - base) / max(objects, 1)}
+            "bytes_per_object": (steady - base) / max(objects, 1), **reads}
+
+
+def measure_reads(indexer: Any) -> dict[str, float]:
+    """CPU cost of the cache's reads: `get_by_key` of random keys (µs each), `by_index` of
+    one namespace (µs per object returned) and `list()` of everything (µs per object)."""
+    import random
+
+    from kinformer import NAMESPACE_INDEX
+
+    keys = indexer.list_keys()
+    picks = [random.Random(1).choice(keys) for _ in range(20_000)]
+    get = indexer.get_by_key
+    cpu = time.process_time()
+    for key in picks:
+        get(key)
+    get_us = (time.process_time() - cpu) / len(picks) * 1e6
+    namespace = keys[0].split("/")[0]
+    cpu = time.process_time()
+    found = indexer.by_index(NAMESPACE_INDEX, namespace)
+    by_index_us = (time.process_time() - cpu) / max(len(found), 1) * 1e6
+    cpu = time.process_time()
+    everything = indexer.list()
+    list_us = (time.process_time() - cpu) / max(len(everything), 1) * 1e6
+    return {"get_us": get_us, "by_index_us_per_object": by_index_us, "list_us_per_object": list_us}
 
 
 async def relist_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
 
     api = client(args.url)
-    inf = informer(api)
+    inf = informer(api, args)
     async with inf:
         await inf.wait_for_sync()
         gc.collect()
@@ -225,7 +266,7 @@ async def fanout_kinformer(args: argparse.Namespace) -> dict[str, Any]:
         arrived[obj["metadata"]["resourceVersion"]] = time.perf_counter()
         return obj
 
-    inf = informer(api, transform=stamp)
+    inf = informer(api, args, transform=stamp)
     counts = [0] * args.handlers
     latencies: list[float] = []
 
@@ -373,6 +414,11 @@ def main() -> None:
     parser.add_argument("--handlers", type=int, default=1)
     parser.add_argument("--slow", action="store_true")
     parser.add_argument("--keep-managed-fields", action="store_true")
+    parser.add_argument("--store", default="default", choices=["default", "compact"])
+    parser.add_argument("--gc", default="", choices=["", "off", "freeze", "threshold"],
+                        help="a GC experiment once synced (watch-kinformer)")
+    parser.add_argument("--intern-strings", action="store_true", help="ListWatch(intern_strings=True)")
+    parser.add_argument("--decoded-cache", type=int, default=0, help="compact store: decoded LRU size")
     parser.add_argument("--ops", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=8)

@@ -61,8 +61,8 @@ class _Response:
 
 
 class StubListWatch(ListWatch):
-    def __init__(self, list_body: bytes, watch_body: bytes) -> None:
-        super().__init__(None, Resource.pods)
+    def __init__(self, list_body: bytes, watch_body: bytes, **kw: Any) -> None:
+        super().__init__(None, Resource.pods, **kw)
         self._bodies = {"list": list_body, "watch": watch_body}
 
     async def _get(self, params: Any, accept: str, timeout: Any = None) -> Any:

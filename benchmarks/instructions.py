@@ -12,7 +12,8 @@ two neighbours is what that stage costs (`python -m benchmarks.profile` runs the
 writes benchmarks/PROFILE.md). Every figure has `generate` (reading the prepared input)
 subtracted. In process (benchmarks/inprocess.py's stubbed HTTP response, 64 KiB reads):
 
-- `parse`: orjson.loads of each watch line, the object kept in a dict by key (the floor).
+- `parse`: orjson.loads of each watch line (found with `bytes.find`, parsed from a memoryview),
+  the object kept in a dict by key (the floor).
 - `stream`: `ListWatch.watch` over the stub: reads, line splitting, `decode_event`, kept in a dict.
 - `reflector`: a `Reflector` feeding a store that keeps objects in a dict (its state machine,
   `_apply`, one task).
@@ -20,14 +21,19 @@ subtracted. In process (benchmarks/inprocess.py's stubbed HTTP response, 64 KiB 
 - `informer-0`: a `SharedIndexInformer` without handlers (adds the indexer and notifications).
 - `informer`: the same with one no-op handler (adds a listener task).
 - `informer-100`: 100 no-op handlers (the per-listener cost x100).
-- `informer-compact`: one handler, `store="compact"` (objects cached as bytes).
+- `informer-compact`: one handler, `store="compact"` (objects cached as bytes);
+  `informer-compact-cache` with `decoded_cache=1024` (every pod's decoded form cached).
+- `informer-intern`: one handler, `ListWatch(intern_strings=True)`.
 - `*-nogc` (`parse-nogc`, `informer-nogc`): the same with the cyclic GC disabled once the
   initial list is cached, which isolates what CPython's collector costs.
 - `informer-gc-freeze`: `gc.freeze()` once the initial list is cached.
 
-Over HTTP (a replay server in its own process, not under valgrind; aiohttp's read path):
+Over HTTP (a replay server per run in its own process, not under valgrind, streaming exactly
+the run's events; aiohttp's read path):
 `http-limit` (read + split + orjson.loads, the `make bench` limit), `http-parse` (+ keep in a
-dict), `http-informer` (kinformer through a kubernetes_asyncio ApiClient, one handler).
+dict), `http-informer` (kinformer through a kubernetes_asyncio ApiClient, one handler), and
+GC experiments on it once synced: `-nogc` (collector disabled), `-freeze` (`gc.freeze()`),
+`-threshold` (`gc.set_threshold(50_000, 20, 100)`); `http-informer-compact` (store="compact").
 
 For each variant the instructions spent inside CPython's collector (`gc_collect_main`) and
 inside orjson's `loads` are reported per event too, read from callgrind's inclusive costs.
@@ -56,12 +62,13 @@ FUNCTIONS = {"gc": "gc_collect_main", "orjson_loads": "loads"}
 """callgrind function names whose inclusive cost is reported per event."""
 
 IN_PROCESS = ("parse", "parse-nogc", "stream", "reflector", "fifo", "informer-0", "informer", "informer-nogc",
-              "informer-gc-freeze", "informer-100", "informer-compact")
-OVER_HTTP = ("http-limit", "http-parse", "http-informer")
+              "informer-intern", "informer-gc-freeze", "informer-100", "informer-compact", "informer-compact-cache")
+OVER_HTTP = ("http-limit", "http-parse", "http-informer", "http-informer-nogc", "http-informer-freeze",
+             "http-informer-threshold", "http-informer-compact")
 VARIANTS = ("generate", *IN_PROCESS, *OVER_HTTP)
 PROFILE_VARIANTS = ("parse", "parse-nogc", "stream", "reflector", "fifo", "informer-0", "informer",
                     "informer-nogc", "informer-100", "http-limit", "http-parse", "http-informer")
-"""What `benchmarks.profile` measures by default."""
+"""What `benchmarks.profile` measures by default (variants that exist at every commit profiled)."""
 
 
 def bodies_file(pods: int, events: int) -> Path:
@@ -104,9 +111,13 @@ def _after_sync(nogc: bool, freeze: bool) -> None:
 def _parse(list_body: bytes, watch_body: bytes, events: int, nogc: bool) -> None:
     keep = {_key(obj): obj for obj in orjson.loads(list_body)["items"]}
     _after_sync(nogc, False)
-    for line in watch_body.split(b"\n")[:events]:
-        obj = orjson.loads(line)["object"]
+    view, find, start = memoryview(watch_body), watch_body.find, 0
+    end = find(b"\n")
+    while end >= 0:  # lines found with memchr, parsed in place: the cheapest split there is
+        obj = orjson.loads(view[start:end])["object"]
         keep[_key(obj)] = obj
+        start = end + 1
+        end = find(b"\n", start)
 
 
 async def _stream(list_body: bytes, watch_body: bytes, events: int) -> None:
@@ -221,11 +232,11 @@ async def _fifo(list_body: bytes, watch_body: bytes, events: int) -> None:
 
 
 async def _informer(list_body: bytes, watch_body: bytes, events: int, handlers: int, nogc: bool = False,
-                    freeze: bool = False, **kw: Any) -> None:
+                    freeze: bool = False, intern: bool = False, **kw: Any) -> None:
     from benchmarks.inprocess import StubListWatch
     from kinformer import SharedIndexInformer
 
-    informer: Any = SharedIndexInformer(StubListWatch(list_body, watch_body), **kw)
+    informer: Any = SharedIndexInformer(StubListWatch(list_body, watch_body, intern_strings=intern), **kw)
     done = asyncio.Event()
     count = 0
 
@@ -267,6 +278,8 @@ async def _http_raw(url: str, events: int, keep: bool) -> None:
             buffer = b""
             while count < events:
                 chunk = await resp.content.readany()
+                if not chunk:
+                    break
                 lines = (buffer + chunk).split(b"\n")
                 buffer = lines.pop()
                 for line in lines:
@@ -278,29 +291,33 @@ async def _http_raw(url: str, events: int, keep: bool) -> None:
                 count += len(lines)
 
 
-async def _http_informer(url: str, events: int) -> None:
+async def _http_informer(url: str, events: int, pods: int, gc_mode: str = "", **kw: Any) -> None:
+    """The server streams exactly `events` events: done when all are cached and handled.
+
+    (Counting handler calls would not do: a listener that falls behind coalesces, and under
+    valgrind the network is fast next to the client, so bursts are large.)
+    """
     import aiohttp
     from kubernetes_asyncio.client import ApiClient, Configuration
 
     from kinformer import ListWatch, Resource, SharedIndexInformer
 
     api = ApiClient(Configuration(host=url))
-    informer = SharedIndexInformer(ListWatch(api, Resource.pods))
-    done = asyncio.Event()
-    count = 0
-
-    def on_update(old: Any, new: Any) -> None:
-        nonlocal count
-        count += 1
-        if count == events:
-            done.set()
-
-    informer.add_event_handler(on_update=on_update)
+    informer = SharedIndexInformer(ListWatch(api, Resource.pods), **kw)
+    registration = informer.add_event_handler(on_update=lambda old, new: None)
     async with informer:
         await informer.wait_for_sync()
+        if gc_mode == "nogc":
+            gc.disable()
+        elif gc_mode == "freeze":
+            gc.collect()
+            gc.freeze()
+        elif gc_mode == "threshold":
+            gc.set_threshold(50_000, 20, 100)
         async with aiohttp.ClientSession() as session, session.post(f"{url}/admin/go") as resp:
             assert resp.status == 200
-        await done.wait()
+        while informer.deltas_processed < pods + events or registration.stats().backlog:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)  # a rare poll (a poll costs a few thousand instructions)
     await api.close()
 
 
@@ -309,6 +326,12 @@ def _child(variant: str, events: int, pods: int, bodies: str, url: str) -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     list_body, watch_body = read_bodies(Path(bodies))
+    # Exactly `events` events in the stream, so no variant can read ahead of what it counts
+    # (the 2N-event run would otherwise process a different surplus than the N-event run).
+    end = -1
+    for _ in range(events):
+        end = watch_body.index(b"\n", end + 1)
+    watch_body = watch_body[:end + 1]
     if variant == "generate":
         return
     runners: dict[str, Callable[[], Awaitable[None] | None]] = {
@@ -323,9 +346,16 @@ def _child(variant: str, events: int, pods: int, bodies: str, url: str) -> None:
         "informer-gc-freeze": lambda: _informer(list_body, watch_body, events, 1, freeze=True),
         "informer-100": lambda: _informer(list_body, watch_body, events, 100),
         "informer-compact": lambda: _informer(list_body, watch_body, events, 1, store="compact"),
+        "informer-compact-cache": lambda: _informer(list_body, watch_body, events, 1, store="compact",
+                                                    decoded_cache=1024),
+        "informer-intern": lambda: _informer(list_body, watch_body, events, 1, intern=True),
         "http-limit": lambda: _http_raw(url, events, keep=False),
         "http-parse": lambda: _http_raw(url, events, keep=True),
-        "http-informer": lambda: _http_informer(url, events),
+        "http-informer": lambda: _http_informer(url, events, pods),
+        "http-informer-nogc": lambda: _http_informer(url, events, pods, "nogc"),
+        "http-informer-freeze": lambda: _http_informer(url, events, pods, "freeze"),
+        "http-informer-threshold": lambda: _http_informer(url, events, pods, "threshold"),
+        "http-informer-compact": lambda: _http_informer(url, events, pods, store="compact"),
     }
     result = runners[variant]()
     if result is not None:
@@ -347,7 +377,17 @@ def _inclusive(out_file: str) -> dict[str, int]:
     return found
 
 
-def _count(variant: str, events: int, pods: int, bodies: Path, url: str) -> dict[str, int]:
+def _count(variant: str, events: int, pods: int, bodies: Path) -> dict[str, int]:
+    if variant in OVER_HTTP:
+        from benchmarks.run import replay_server
+
+        # A server per run, streaming exactly `events` events: the client cannot read ahead.
+        with replay_server(pods, events) as server:
+            return _count_with(variant, events, pods, bodies, server["url"])
+    return _count_with(variant, events, pods, bodies, "")
+
+
+def _count_with(variant: str, events: int, pods: int, bodies: Path, url: str) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         proc = subprocess.run(
@@ -372,23 +412,11 @@ def measure(variants: list[str], events: int, pods: int) -> dict[str, dict[str, 
         raise SystemExit("valgrind is not installed (Debian package: valgrind)")
     bodies = bodies_file(pods, 2 * events)
     raw: dict[str, dict[str, float]] = {}
-    http = [v for v in variants if v in OVER_HTTP]
-    server = None
-    url = ""
-    if http:
-        from benchmarks.run import replay_server
-
-        server = replay_server(pods, 2 * events + pods)
-        url = server.__enter__()["url"]
-    try:
-        for variant in ["generate", *[v for v in variants if v != "generate"]]:
-            low = _count(variant, events, pods, bodies, url)
-            high = _count(variant, 2 * events, pods, bodies, url)
-            raw[variant] = {k: (high[k] - low[k]) / events for k in low}
-            print(f"{variant}: {raw[variant]['total']:,.0f} instructions/event", file=sys.stderr, flush=True)
-    finally:
-        if server is not None:
-            server.__exit__(None, None, None)
+    for variant in ["generate", *[v for v in variants if v != "generate"]]:
+        low = _count(variant, events, pods, bodies)
+        high = _count(variant, 2 * events, pods, bodies)
+        raw[variant] = {k: (high[k] - low[k]) / events for k in low}
+        print(f"{variant}: {raw[variant]['total']:,.0f} instructions/event", file=sys.stderr, flush=True)
     base = raw.pop("generate")["total"]
     for value in raw.values():
         value["total"] -= base

@@ -2,10 +2,14 @@
 
 Each scenario starts the replay server (its own process, pinned to the last core) and runs
 every contender in a fresh process (pinned to the first core): one warm-up run, then
-`--runs` measured runs; the table reports medians and ratios against baselines measured
-in this same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
+`--runs` measured runs (in the watch and sync scenarios interleaved across contenders,
+round by round); the table reports medians and ratios against baselines measured in this
+same run. Results go to benchmarks/results/latest.json and benchmarks/RESULTS.md.
 The work-queue scenario needs no server: kinformer's WorkQueue and client-go's
 util/workqueue (benchmarks/go/workqueue) run the same item pattern, each on the client core.
+The watch and sync scenarios run client-go twice: on JSON (the bytes kinformer reads) and on
+protobuf (what client-go uses against a real API server for built-in types; the replay
+server serves apimachinery's own encoding of the same pods, benchmarks/go/protoenc).
 The mirror scenario (benchmarks/mirror.py) measures the resourceVersion-only informer's memory
 and the objects/s written into SQLite and into a temporary PostgreSQL server.
 The query scenario needs none either: benchmarks/query.py fills a cache of `--query-pods` pods
@@ -33,6 +37,7 @@ ROOT = HERE.parent
 GO_DIR = HERE / "go"
 GO_BIN = HERE / ".build" / "informer-bench"
 GO_WORKQUEUE_BIN = HERE / ".build" / "workqueue-bench"
+GO_PROTOENC_BIN = HERE / ".build" / "protoenc"
 CPUS = sorted(os.sched_getaffinity(0))
 CLIENT_CPUS = {CPUS[0]}
 SERVER_CPUS = {CPUS[-1]}
@@ -55,11 +60,14 @@ def build_go_peer(package: str = ".", binary: Path = GO_BIN) -> str:
 
 
 @contextmanager
-def replay_server(pods: int, events: int, pod_bytes: int = 3000, rate: float = 0.0) -> Any:
+def replay_server(pods: int, events: int, pod_bytes: int = 3000, rate: float = 0.0, protobuf: bool = False) -> Any:
+    """The replay server in its own process; `protobuf` also serves the protobuf encoding
+    (benchmarks/go/protoenc, which must be built) to clients that ask for it."""
     gate = ["--gate"] if events else []  # throughput scenarios start their clocks at the gate
+    encoder = ["--protobuf-encoder", str(GO_PROTOENC_BIN)] if protobuf else []
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "replay_server.py"), "--pods", str(pods), "--events", str(events),
-         "--pod-bytes", str(pod_bytes), "--rate", str(rate), *gate],
+         "--pod-bytes", str(pod_bytes), "--rate", str(rate), *gate, *encoder],
         stdout=subprocess.PIPE, text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPUS),  # noqa: PLW1509 - this process has one thread
     )
@@ -103,6 +111,27 @@ def measure(cmd: list[str], runs: int, warmup: bool = True) -> dict[str, Any]:
     return out
 
 
+def measure_interleaved(cmds: dict[str, list[str]], runs: int, warmup: bool = True) -> dict[str, dict[str, Any]]:
+    """`measure` for several contenders at once, their runs interleaved (round r runs every
+    contender once, in turn): on a shared machine a slow minute then slows every contender,
+    not only the one that happened to run in it, and the ratios of one run stay fair."""
+    if warmup:
+        for cmd in cmds.values():
+            run_once(cmd)
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            samples[name].append(run_once(cmd))
+    out: dict[str, dict[str, Any]] = {}
+    for name, runs_of in samples.items():
+        result: dict[str, Any] = {"runs": runs, "samples": runs_of}
+        for key, value in runs_of[0].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                result[key] = statistics.median(s[key] for s in runs_of)
+        out[name] = result
+    return out
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with open("/proc/cpuinfo") as fh:
@@ -123,15 +152,20 @@ def machine() -> dict[str, Any]:
 def scenario_watch(args: argparse.Namespace, results: dict[str, Any]) -> None:
     events, typed_events = args.events, max(args.events // 10, 500)
     log(f"watch throughput: {events} MODIFIED pod events (~3 KB each)")
-    with replay_server(1000, events) as server:
+    n = ["--events", str(events)]
+    with replay_server(1000, events, protobuf=True) as server:
         url = server["url"]
-        r = {
-            "limit (orjson parse only)": measure(python("watch-limit", url, "--events", str(events)), args.runs),
-            "floor of any cache (parse, keep in a dict)": measure(
-                python("watch-parse-into-dict", url, "--events", str(events)), args.runs),
-            "kinformer": measure(python("watch-kinformer", url, "--events", str(events)), args.runs),
-            "client-go SharedInformer": measure(go(url, "watch", "-events", str(events)), args.runs),
-        }
+        r = measure_interleaved({
+            "limit (orjson parse only)": python("watch-limit", url, *n),
+            "floor of any cache (parse, keep in a dict)": python("watch-parse-into-dict", url, *n),
+            "kinformer": python("watch-kinformer", url, *n),
+            'kinformer, store="compact"': python("watch-kinformer", url, *n, "--store", "compact"),
+            'kinformer, store="compact", decoded_cache=1024': python(
+                "watch-kinformer", url, *n, "--store", "compact", "--decoded-cache", "1024"),
+            "kinformer, intern_strings=True": python("watch-kinformer", url, *n, "--intern-strings"),
+            "client-go SharedInformer (JSON)": go(url, "watch", "-events", str(events)),
+            "client-go SharedInformer (protobuf)": go(url, "watch", "-events", str(events), "-protobuf"),
+        }, args.runs)
     with replay_server(1000, typed_events) as server:
         r["kubernetes_asyncio typed Watch"] = measure(
             python("watch-typed", server["url"], "--events", str(typed_events)), args.runs)
@@ -142,14 +176,16 @@ def scenario_sync(args: argparse.Namespace, results: dict[str, Any]) -> None:
     out: dict[str, Any] = {}
     for n in args.sync_sizes:
         log(f"initial sync and memory: {n} pods")
-        with replay_server(n, 0) as server:
+        with replay_server(n, 0, protobuf=True) as server:
             url = server["url"]
-            out[str(n)] = {
-                "kinformer": measure(python("sync-kinformer", url), args.runs),
-                "kinformer (managedFields kept)": measure(
-                    python("sync-kinformer", url, "--keep-managed-fields"), max(args.runs // 2, 1)),
-                "client-go SharedInformer": measure(go(url, "sync"), args.runs),
-            }
+            out[str(n)] = measure_interleaved({
+                "kinformer": python("sync-kinformer", url),
+                "kinformer (managedFields kept)": python("sync-kinformer", url, "--keep-managed-fields"),
+                "kinformer, intern_strings=True": python("sync-kinformer", url, "--intern-strings"),
+                'kinformer, store="compact"': python("sync-kinformer", url, "--store", "compact"),
+                "client-go SharedInformer (JSON)": go(url, "sync"),
+                "client-go SharedInformer (protobuf)": go(url, "sync", "-protobuf"),
+            }, args.runs)
     results["initial_sync"] = out
 
 
@@ -284,18 +320,31 @@ def markdown(results: dict[str, Any]) -> str:
     if w:
         limit = w["limit (orjson parse only)"]["events_per_s"]
         typed = w["kubernetes_asyncio typed Watch"]["events_per_s"]
+        go_json = w.get("client-go SharedInformer (JSON)", w.get("client-go SharedInformer", {})).get("events_per_s", 0)
+        go_proto = w.get("client-go SharedInformer (protobuf)", {}).get("events_per_s", 0)
         lines += table("## 1. Watch throughput (HTTP stream → cache, one no-op handler)",
-                       ["contender", "events/s", "vs limit", "vs typed peer", "client CPU µs/event"],
+                       ["contender", "events/s", "vs limit", "vs client-go JSON", "vs client-go protobuf",
+                        "vs typed peer", "client CPU µs/event"],
                        [[name, f"{r['events_per_s']:,.0f}", ratio(r["events_per_s"], limit),
+                         ratio(r["events_per_s"], go_json), ratio(r["events_per_s"], go_proto),
                          ratio(r["events_per_s"], typed),
                          f"{r['cpu_us_per_event']:.1f}" if "cpu_us_per_event" in r else "n/a"]
                         for name, r in w.items()])
+        lines += ["Events/s is wall time on a shared machine; CPU µs/event (the contender process's own CPU "
+                  "time, every thread) is the steadier figure.", ""]
     s = results.get("initial_sync")
     if s:
         lines += table("## 2-3. Initial sync (paged 500) and memory per cached pod",
                        ["pods", "contender", "sync s", "peak RSS MiB", "steady bytes/pod"],
                        [[f"{int(n):,}", name, f"{r['seconds']:.2f}", f"{r['peak_rss'] / mib:,.0f}",
                          f"{r['bytes_per_object']:,.0f}"] for n, by in s.items() for name, r in by.items()])
+        reads = [[f"{int(n):,}", name, f"{r['get_us']:.2f}", f"{r['by_index_us_per_object']:.2f}",
+                  f"{r['list_us_per_object']:.2f}"]
+                 for n, by in s.items() for name, r in by.items() if "get_us" in r]
+        if reads:
+            lines += table("### Reads from the synced cache (CPU µs)",
+                           ["pods", "contender", "get_by_key", "by_index (per object)", "list() (per object)"],
+                           reads)
     rl = results.get("relist_peak")
     if rl:
         lines += table(f"## 4. Relist peak (forced 410, {rl['objects']:,} cached pods)",
@@ -381,6 +430,8 @@ def main() -> None:
     started = time.time()
     # The informer peer takes minutes to build on a fresh machine; only its scenarios need it.
     go_peer = build_go_peer() if {"watch", "sync", "relist"} & set(args.only) else "not needed"
+    if {"watch", "sync"} & set(args.only):
+        build_go_peer("protoenc", GO_PROTOENC_BIN)  # the replay server's protobuf encoder
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": args.runs,
                                "machine": machine(), "parameters": vars(args) | {"go_peer": go_peer}}
     if args.merge and Path(args.out).exists():

@@ -94,7 +94,7 @@ from kinformer.ratelimit import (
 from kinformer.reflector import Reflector, ReflectorConfig, ReflectorHealth, ReflectorStats
 from kinformer.resources import Resource
 from kinformer.selectors import FieldSelector, LabelSelector
-from kinformer.store import NAMESPACE_INDEX, Indexer, namespace_index_func
+from kinformer.store import NAMESPACE_INDEX, CompactIndexer, Indexer, namespace_index_func
 from kinformer.typed import to_model
 from kinformer.workqueue import DelayingQueue, RateLimitingQueue, WorkQueue
 
@@ -108,6 +108,7 @@ __all__ = [
     "Backoff",
     "BucketRateLimiter",
     "CacheSyncTimeoutError",
+    "CompactIndexer",
     "Controller",
     "ControllerMetricsProvider",
     "ControllerState",

@@ -28,6 +28,9 @@ with `EmitDeltaTypeReplaced`):
   (it exists), so it gets no tombstone. The object comes back with its next change or the
   next relist (client-go instead fails the whole list, which relists forever).
 
+`consume_inline(process)` makes `apply` (the watch path) hand what it queued straight to a
+synchronous consumer, exactly as `pop_many` would, without a task switch.
+
 `has_synced()` is true once the first replace has finished and every key it queued has been
 popped, or once any add/update/delete came first. `pop(process)` runs `process(deltas,
 is_in_initial_list)` (sync or async) under the queue lock, so the consumer's store and the
@@ -86,7 +89,13 @@ class Deltas(list[Delta]):
 
 
 class KnownObjects(Protocol):
-    """What the consumer already holds (an `Indexer`)."""
+    """What the consumer already holds (an `Indexer`).
+
+    If it also has `has_key(key) -> bool` and `resource_version_of(key) -> str | None` (as
+    `Indexer` does), the FIFO uses them for its existence and unchanged-resourceVersion
+    checks, so a store that keeps objects encoded (the compact store) never decodes one
+    for them.
+    """
 
     def list_keys(self) -> list[str]: ...
 
@@ -96,6 +105,8 @@ class KnownObjects(Protocol):
 
 Transform = Callable[[Any], Any]
 ProcessFunc = Callable[[Deltas, bool], Awaitable[None] | None]
+ProcessManyFunc = Callable[[list[Deltas], int], None]
+_new_delta = tuple.__new__  # builds a Delta without NamedTuple's Python-level __new__
 
 
 def _rv(obj: Any) -> str:
@@ -120,6 +131,8 @@ class DeltaFIFO:
         self.error_handler = error_handler
         self.callback_errors = 0
         self._known = known_objects
+        self._known_has: Callable[[str], bool] | None = getattr(known_objects, "has_key", None)
+        self._known_rv: Callable[[str], str | None] | None = getattr(known_objects, "resource_version_of", None)
         self._transform = transform
         self._items: OrderedDict[str, Deltas] = OrderedDict()  # key order = pop order
         self._lock = asyncio.Lock()
@@ -129,6 +142,8 @@ class DeltaFIFO:
         self._counting_initial = False
         self._closed = False
         self._synced = asyncio.Event()
+        self._inline: ProcessManyFunc | None = None
+        self._inline_max = 256
 
     def key_of(self, obj: Any) -> str:
         if isinstance(obj, DeletedFinalStateUnknown):
@@ -182,13 +197,14 @@ class DeltaFIFO:
         key = self._safe_key(obj)
         if key is None:
             return
-        if (
-            kind is DELETED
-            and key not in self._items
-            and (self._known is None or self._known.get_by_key(key) is None)
-        ):
+        if kind is DELETED and key not in self._items and not self._known_key(key):
             return
         self._queue(kind, obj, key)
+
+    def _known_key(self, key: str) -> bool:
+        if self._known_has is not None:
+            return self._known_has(key)
+        return self._known is not None and self._known.get_by_key(key) is not None
 
     async def add(self, obj: Any) -> None:
         async with self._lock:
@@ -209,12 +225,55 @@ class DeltaFIFO:
             self._check_synced()
 
     async def apply(self, changes: Iterable[tuple[DeltaType, Any]]) -> None:
-        """`add`/`update`/`delete` of a batch (a watch burst) under one lock acquisition."""
+        """`add`/`update`/`delete` of a batch (a watch burst) under one lock acquisition.
+
+        The watch path: with the default key function and no transform, an ADDED/UPDATED
+        change of a well-formed object is queued inline (the same steps as `_event_locked`
+        and `_queue`, without their calls); every other change takes the general path.
+        With `consume_inline`, everything queued is then processed before returning.
+        """
         async with self._lock:
             self._populated = True
+            if self._key_func is not meta_namespace_key or self._transform is not None:
+                for kind, obj in changes:
+                    self._event_locked(kind, obj)
+                self._after_apply_locked()
+                return
+            items = self._items
+            get = items.get
+            counting = self._counting_initial
+            new_key = False
             for kind, obj in changes:
-                self._event_locked(kind, obj)
-            self._check_synced()
+                if kind is not DELETED:
+                    try:
+                        meta = obj["metadata"]
+                        name = meta["name"]
+                        ns = meta.get("namespace")
+                    except (KeyError, TypeError, AttributeError):
+                        self._event_locked(kind, obj)  # reports the key function's error
+                        continue
+                    key = f"{ns}/{name}" if ns else str(name)
+                    deltas = get(key)
+                    if deltas is None:
+                        deltas = items[key] = Deltas((_new_delta(Delta, (kind, obj)),))
+                        deltas.key = key
+                        if counting:
+                            self._initial_population_count += 1
+                        new_key = True
+                    else:
+                        deltas.append(_new_delta(Delta, (kind, obj)))
+                else:
+                    self._event_locked(kind, obj)
+            if new_key and self._inline is None:
+                self._not_empty.set()
+            self._after_apply_locked()
+
+    def _after_apply_locked(self) -> None:
+        inline = self._inline
+        if inline is not None:
+            while self._items:
+                self._pop_many_locked(inline, self._inline_max)
+        self._check_synced()
 
     async def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Atomically replace: REPLACED for every object, tombstones for the rest."""
@@ -291,6 +350,45 @@ class DeltaFIFO:
             self._check_synced()
             return popped
 
+    async def pop_many(self, process: ProcessManyFunc, max_items: int = 256) -> int:
+        """Pop up to `max_items` keys (in queue order) and run `process(popped, initial)` once.
+
+        The consumer's fast path: one call per wake-up instead of one per key. `initial` is
+        how many of the popped keys belong to the initial list: always a prefix of `popped`,
+        since `is_in_initial_list` holds exactly for the pops made while the initial
+        population is not yet drained. `process` is synchronous and runs under the lock, as
+        `pop`'s does. Returns the number of keys popped.
+        """
+        async with self._lock:
+            await self._wait_not_empty_locked()
+            n = self._pop_many_locked(process, max_items)
+            self._check_synced()
+            return n
+
+    def _pop_many_locked(self, process: ProcessManyFunc, max_items: int) -> int:
+        items = self._items
+        popitem = items.popitem
+        n = min(len(items), max_items)
+        popped = [popitem(last=False)[1] for _ in range(n)]
+        initial = min(self._initial_population_count, n) if self._populated else n
+        if self._initial_population_count > 0:
+            self._initial_population_count -= min(self._initial_population_count, n)
+        process(popped, initial)
+        return n
+
+    def consume_inline(self, process: ProcessManyFunc | None, max_items: int = 256) -> None:
+        """Make `apply` hand everything queued straight to `process`, as `pop_many` would
+        (same order, same `initial` prefix, under the same lock), in the producer's task.
+
+        For a consumer whose processing is synchronous and never waits (the informer while
+        no listener blocks): a watch burst is then processed without a task switch, and the
+        objects it replaces are freed before the next burst is decoded, which keeps
+        CPython's collector from running. `None` turns it off; the consumer's own `pop`
+        loop still gets everything else (list pages, resyncs, deletions of a replace).
+        """
+        self._inline = process
+        self._inline_max = max_items
+
     # -- readers --------------------------------------------------------------------------
 
     def has_synced(self) -> bool:
@@ -358,6 +456,8 @@ class ReplaceSession:
             if newest.type is DELETED:
                 return False
             current = newest.object
+        elif fifo._known_rv is not None:
+            return fifo._known_rv(key) == rv
         elif fifo._known is not None:
             current = fifo._known.get_by_key(key)
             if current is None:

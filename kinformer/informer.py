@@ -1,7 +1,10 @@
 """`SharedIndexInformer`: one reflector, one DeltaFIFO, one indexed cache, many handlers.
 
 The loop pops batches from the DeltaFIFO and, for each delta, updates the indexer and
-notifies every listener (client-go's `processDeltas` / `HandleDeltas`):
+notifies every listener (client-go's `processDeltas` / `HandleDeltas`). While no listener
+blocks, a watch burst is processed in the reflector's task as soon as it is queued
+(`DeltaFIFO.consume_inline`): the same steps in the same order, one task switch fewer, and
+the replaced objects are freed before the next burst is decoded.
 - ADDED/UPDATED/REPLACED/SYNC → `on_update(old, new)` if the key was cached, else
   `on_add(new, is_in_initial_list)`; an update whose resourceVersion did not change (a
   resync, or a relist of an unchanged object) goes only to listeners due for resync.
@@ -20,6 +23,13 @@ period", the smallest period asked before start; a period asked after start that
 the check period is raised to it; with a check period of 0 nobody resyncs. One deliberate
 difference: client-go ignores a handler's period when the informer's own is 0; kinformer
 lets a handler registered before start set the check period (asked for means wanted).
+
+The cache (`store=`): "default" keeps the decoded dicts themselves (reads return them,
+no copy); "compact" keeps each object as its JSON bytes plus its resourceVersion, labels
+and index values (`CompactIndexer`, store.py): about a third of the memory, no cyclic-GC
+load from the cache, but every read decodes, and so does the `old` object of each update
+handed to handlers, unless `decoded_cache` (an LRU of that many decoded objects) holds it.
+Handlers receive dicts in both.
 
 `async with informer:` runs it in a task group and stops every task on exit;
 `await informer.run()` runs it until cancelled.
@@ -45,6 +55,7 @@ from kinformer.errors import (
     AlreadyStartedError,
     ApiError,
     HandlerError,
+    InvalidArgumentError,
     StoppedError,
     UserCallbackError,
 )
@@ -69,7 +80,9 @@ from kinformer.processor import (
     determine_resync_period,
 )
 from kinformer.reflector import Reflector, ReflectorConfig, ReflectorStats, WatchErrorHandler, Watching
-from kinformer.store import NAMESPACE_INDEX, Indexer, IndexFunc, namespace_index_func
+from kinformer.store import NAMESPACE_INDEX, CompactIndexer, Indexer, IndexFunc, namespace_index_func
+
+_new_notification = tuple.__new__  # builds a Notification without NamedTuple's Python-level __new__
 
 if TYPE_CHECKING:
     from kinformer.metrics import HistogramMetric
@@ -245,10 +258,18 @@ class SharedIndexInformer(Generic[ObjT]):
         batch_size: int = 256,
         watch_error_handler: WatchErrorHandler | None = None,
         shutdown_grace: float = 5.0,
+        store: Literal["default", "compact"] = "default",
+        decoded_cache: int = 0,
     ) -> None:
         self.list_watch = list_watch
-        self.indexer = Indexer(indexers={NAMESPACE_INDEX: namespace_index_func, **(indexers or {})},
-                               error_handler=self._callback_failed)
+        all_indexers = {NAMESPACE_INDEX: namespace_index_func, **(indexers or {})}
+        if store == "compact":
+            self.indexer: Indexer = CompactIndexer(indexers=all_indexers, error_handler=self._callback_failed,
+                                                   decoded_cache=decoded_cache)
+        elif store == "default":
+            self.indexer = Indexer(indexers=all_indexers, error_handler=self._callback_failed)
+        else:
+            raise InvalidArgumentError(f"unknown store {store!r} (expected 'default' or 'compact')")
         self._fifo = DeltaFIFO(known_objects=self.indexer, transform=transform, error_handler=self._callback_failed)
         self._processor = Processor(clock)
         self._clock = clock
@@ -440,6 +461,7 @@ class SharedIndexInformer(Generic[ObjT]):
                             resource=str(self.list_watch.resource), error_handler=error_handler)
         if overflow == "block":
             self._blocking = True
+            self._fifo.consume_inline(None)  # the loop must be able to wait for room
         return listener
 
     def _register(self, listener: Listener) -> None:
@@ -467,6 +489,9 @@ class SharedIndexInformer(Generic[ObjT]):
         self.reflector = Reflector(self.list_watch, self._fifo, self.resync_check_period,
                                    should_resync=self._processor.should_resync, config=self._reflector_config,
                                    clock=self._clock, watch_error_handler=self.watch_error_handler)
+        if not self._blocking:
+            # Watch bursts are dispatched in the reflector's task, as they arrive (fifo.py).
+            self._fifo.consume_inline(self._process_many, self.batch_size)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -503,10 +528,12 @@ class SharedIndexInformer(Generic[ObjT]):
 
     async def _loop(self) -> None:
         fifo = self._fifo
-        process = self._process
+        process, process_many = self._process, self._process_many
         batch = self.batch_size
         while True:
-            if self.processing_latency is None:
+            if not self._blocking:
+                await fifo.pop_many(process_many, batch)
+            elif self.processing_latency is None:
                 await fifo.pop_batch(process, batch)
             else:
                 await fifo.pop_batch(self._process_timed, batch)
@@ -541,6 +568,74 @@ class SharedIndexInformer(Generic[ObjT]):
         for delta in deltas:
             self._dispatch(delta.type, delta.object, is_initial, key)
         return None
+
+    def _process_many(self, popped: list[Deltas], initial: int) -> None:
+        latency = self.processing_latency
+        if latency is None:
+            self._dispatch_many(popped, initial)
+            return
+        now = time.monotonic if type(self._clock) is RealClock else self._clock.now
+        start = now()
+        self._dispatch_many(popped, initial)
+        if popped:
+            # The batch is one synchronous step: each key is observed with its share of it
+            # (the histogram's count and sum are exact; the spread within a batch is not).
+            share = (now() - start) / len(popped)
+            for _ in popped:
+                latency.observe(share)
+
+    def _dispatch_many(self, popped: list[Deltas], initial: int) -> None:
+        """The batch path (no listener blocks): what `_dispatch` does for each delta of
+        `popped` (the first `initial` keys are in the initial list), with one indexer write
+        for the batch and one `put_many` per listener.
+
+        Still one synchronous step for the whole batch (module docstring): nothing can
+        register or read the listener set between a write and its notification. A
+        notification that only listeners due for resync get is handed out on its own, after
+        those queued before it, so every listener still sees the batch in order.
+        """
+        ops: list[tuple[str, Any]] = []
+        add_op = ops.append
+        for deltas in popped:
+            key = deltas.key
+            for kind, obj in deltas:
+                add_op((key, None if kind is DELETED else obj))
+        olds = self.indexer.write_batch(ops)
+        self.deltas_processed += len(ops)
+        processor = self._processor
+        notes: list[Notification] = []
+        note = notes.append
+        initial_adds = 0
+        new = _new_notification
+        i = 0
+        for index, deltas in enumerate(popped):
+            key = deltas.key
+            for kind, obj in deltas:
+                old = olds[i]
+                i += 1
+                if kind is DELETED:
+                    note(new(Notification, (DELETE, obj, None, False, key)))
+                elif old is None:
+                    is_initial = index < initial
+                    if is_initial:
+                        initial_adds += 1
+                    note(new(Notification, (ADD, obj, None, is_initial, key)))
+                else:
+                    n = new(Notification, (UPDATE, obj, old, False, key))
+                    try:
+                        unchanged = old["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+                    except (KeyError, TypeError):
+                        unchanged = _rv(old) == _rv(obj)
+                    if unchanged:
+                        if notes:
+                            processor.distribute_many(notes, initial_adds)
+                            notes, initial_adds = [], 0
+                            note = notes.append
+                        processor.distribute(n, True)
+                    else:
+                        note(n)
+        if notes:
+            processor.distribute_many(notes, initial_adds)
 
     async def _process_blocking(self, deltas: Deltas, is_initial: bool) -> None:
         key = deltas.key

@@ -7,6 +7,13 @@ Invariants:
   sends without kind/apiVersion, get them (`expected_kind`, `expected_api_version`), and so
   does a watch event's object that lacks them; `metadata.managedFields` is
   removed at decode unless `keep_managed_fields=True` (it is often half of an object).
+- With `intern_strings=True`, repeated string values (image names, node names, label values,
+  `IfNotPresent`, condition types, timestamps) are interned at decode: equal values of
+  objects decoded by any ListWatch share one `str` (`StringTable`). For pods that saves a
+  large share of their memory, but the walk is Python code visiting every value, which
+  costs more than orjson's whole parse (benchmarks/PROFILE.md), so it is opt-in; the
+  compact store (`SharedIndexInformer(store="compact")`) saves more for less. Keys are
+  shared by orjson already.
 - Selectors are parsed at construction: a bad one raises `SelectorError` at once.
 - A non-2xx answer becomes the `ApiError` subclass for its Status (errors.py), carrying
   `Retry-After`; an unreachable server becomes `ConnectionFailedError`.
@@ -22,6 +29,8 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import gc
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -48,6 +57,68 @@ ACCEPT_JSON = "application/json"
 ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _OBJECT_EVENTS = frozenset(("ADDED", "MODIFIED", "DELETED"))
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_gc_count, _gc_threshold, _gc_enabled = gc.get_count, gc.get_threshold, gc.isenabled
+
+
+class StringTable:
+    """Interns the string values of decoded objects, so equal values share one `str`.
+
+    Bounded: values longer than `max_length` are left alone (they are rarely repeated), and
+    when the table holds `capacity` values it is emptied and starts over, so unique values
+    (names, uids, IPs) cannot grow it without bound; strings already shared stay shared.
+    Only values are replaced (never keys), in place, before the object is handed out.
+    """
+
+    __slots__ = ("_table", "capacity", "max_length")
+
+    def __init__(self, capacity: int = 100_000, max_length: int = 128) -> None:
+        self._table: dict[str, str] = {}
+        self.capacity = capacity
+        self.max_length = max_length
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def intern_values(self, obj: Any) -> None:
+        """Replace every short string value in `obj` (nested dicts and lists) by the table's copy."""
+        table = self._table
+        get = table.get
+        max_length = self.max_length
+        if len(table) >= self.capacity:
+            table.clear()
+        stack = [obj]
+        pop, push = stack.pop, stack.append
+        while stack:
+            node = pop()
+            if type(node) is dict:
+                for k, v in node.items():
+                    t = type(v)
+                    if t is str:
+                        if len(v) <= max_length:
+                            shared = get(v)
+                            if shared is None:
+                                table[v] = v
+                            elif shared is not v:
+                                node[k] = shared  # the same key: the dict's size does not change
+                    elif t is dict or t is list:
+                        push(v)
+            else:
+                for i, v in enumerate(node):
+                    t = type(v)
+                    if t is str:
+                        if len(v) <= max_length:
+                            shared = get(v)
+                            if shared is None:
+                                table[v] = v
+                            elif shared is not v:
+                                node[i] = shared
+                    elif t is dict or t is list:
+                        push(v)
+
+
+STRINGS = StringTable()
+"""The table every ListWatch with `intern_strings=True` shares (values repeat across resources)."""
 
 
 class WatchEvent(NamedTuple):
@@ -101,8 +172,9 @@ class ListWatch:
         *,
         metadata_only: bool = False,
         keep_managed_fields: bool = False,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        intern_strings: bool = False,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.api_client = api_client
         self.resource = resource
@@ -114,8 +186,9 @@ class ListWatch:
         self.field_selector = field_selector or None
         self.metadata_only = metadata_only
         self.keep_managed_fields = keep_managed_fields
-        self.page_size = page_size
+        self.strings: StringTable | None = STRINGS if intern_strings else None
         self.max_line_bytes = max_line_bytes
+        self.page_size = page_size
         self.path = resource.collection_path(self.namespace)
         if metadata_only:
             self.expected_kind, self.expected_api_version = "PartialObjectMetadata", "meta.k8s.io/v1"
@@ -192,6 +265,7 @@ class ListWatch:
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise DecodeError(f"list of {self.resource} is not a valid list body ({len(body)} bytes)") from None
         kind, api_version, keep = self.expected_kind, self.expected_api_version, self.keep_managed_fields
+        strings = self.strings
         for item in items:
             if "kind" not in item:
                 item["kind"] = kind
@@ -200,6 +274,8 @@ class ListWatch:
                 item_meta = item.get("metadata")
                 if item_meta is not None:
                     item_meta.pop("managedFields", None)
+            if strings is not None:
+                strings.intern_values(item)
         remaining = meta.get("remainingItemCount")
         return ListPage(items, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or ""),
                         int(remaining) if remaining is not None else None)
@@ -246,7 +322,7 @@ class ListWatch:
         finally:
             response.close()
 
-    def decode_event(self, line: bytes) -> WatchEvent:
+    def decode_event(self, line: bytes | memoryview) -> WatchEvent:
         """One watch line → `WatchEvent`; `DecodeError` (naming what is wrong, never the body) if not one.
 
         Object events need `metadata.name` and `metadata.resourceVersion` (RVs are opaque
@@ -274,6 +350,8 @@ class ListWatch:
             if "kind" not in obj:
                 obj["kind"] = self.expected_kind
                 obj["apiVersion"] = self.expected_api_version
+            if self.strings is not None:
+                self.strings.intern_values(obj)
         elif kind == "BOOKMARK":
             if not isinstance(obj.get("metadata", {}), dict):
                 raise DecodeError("BOOKMARK event whose metadata is not an object")
@@ -292,19 +370,49 @@ def _describe(value: Any) -> str:
 class WatchStream:
     """The events of one open watch, in batches (see the module docstring).
 
-    Lines are split on b"\\n" as chunks arrive; a line still incomplete at the end of a chunk
-    is kept as a list of parts (no quadratic re-joining of a long line), and a line longer
-    than `max_line_bytes` raises `DecodeError` without being buffered further.
+    The hot path of every watch: each network read is scanned for newlines with `bytes.find`
+    (memchr; `bytes.split` compares byte by byte and cost more than the JSON parse of small
+    objects), each complete line is parsed from a memoryview of the read (no copy), and only
+    a line cut by the read boundary is copied, joined with the rest of it from the next read.
+    A well-formed object event is validated inline; anything else goes through
+    `ListWatch.decode_event`, which raises the precise `DecodeError`. A line longer than
+    `max_line_bytes` raises `DecodeError` without being buffered further (the pieces of a
+    cut line are joined once, when its end arrives: no quadratic re-joining).
+
+    A large read is decoded a batch at a time, as the consumer asks, and a batch ends once
+    CPython's young generation is half full (`gc.get_count()[0]` against the first
+    threshold, 700 by default; a pod is about 30 containers) or at `max_batch` events. That
+    bounds the decoded objects in flight: the consumer hands the batch on and the objects it
+    replaced are freed before the next batch is decoded, so the cyclic collector, which would
+    otherwise promote the in-flight objects and sweep the whole cache over and over, rarely
+    runs. (Measured in benchmarks/PROFILE.md: without it the collector was about half of an
+    event's CPU time.)
+
+    Before yielding so that others run, the consumer calls `prefetch()`: what the connection
+    has buffered (while the stream holds less than `prefetch_limit` bytes) moves into the
+    stream, because aiohttp discards its buffer when the connection is aborted, and events
+    already received should not be lost (and re-sent) because the consumer let others run.
     """
+
+    max_batch = 128
+    prefetch_limit = 1 << 20
 
     def __init__(self, list_watch: ListWatch, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
         self._decode = list_watch.decode_event
+        self._keep_managed_fields = list_watch.keep_managed_fields
+        self._strings = list_watch.strings
+        self._kind = list_watch.expected_kind
+        self._api_version = list_watch.expected_api_version
         self._content = response.content
         self._idle_timeout = idle_timeout
+        self._partial: list[bytes] = []  # the pieces of a line cut by read boundaries
+        self._partial_size = 0
         self._max_line = list_watch.max_line_bytes
-        self._buffer = b""
-        self._parts: list[bytes] = []
-        self._parts_size = 0
+        self._held: deque[bytes] = deque()  # reads taken by `prefetch`, not yet decoded
+        self._held_bytes = 0
+        self._chunk = b""  # the read being decoded, from `_start` on
+        self._view = memoryview(b"")
+        self._start = 0
         self._pending: BaseException | None = None
         self.bytes_read = 0
 
@@ -315,9 +423,18 @@ class WatchStream:
         if self._pending is not None:
             error, self._pending = self._pending, None
             raise error
+        if self._chunk:
+            rest = self._take([])
+            if rest:
+                return rest
         while True:
             try:
-                chunk = await self._content.readany()
+                if self._held:
+                    chunk = self._held.popleft()
+                    self._held_bytes -= len(chunk)
+                else:
+                    chunk = await self._content.readany()
+                    self.bytes_read += len(chunk)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise WatchIdleTimeoutError(
                     f"no data on the watch for {self._idle_timeout} s: treating the connection as dead"
@@ -326,50 +443,133 @@ class WatchStream:
                 raise WatchDroppedError("watch connection closed by the server before the end of the stream "
                                         f"({type(exc).__name__})") from exc
             if not chunk:
-                if self._buffer or self._parts:
+                if self._partial:
                     raise WatchDroppedError("watch ended in the middle of an event")
                 raise StopAsyncIteration
-            self.bytes_read += len(chunk)
-            if b"\n" not in chunk:  # the middle of a long line
-                self._hold(chunk)
-                continue
-            if self._parts:
-                self._parts.append(self._buffer + chunk if self._buffer else chunk)
-                chunk = b"".join(self._parts)
-                self._parts, self._parts_size, self._buffer = [], 0, b""
-            elif self._buffer:
-                chunk = self._buffer + chunk
-            lines = chunk.split(b"\n")
-            self._buffer = lines.pop()
-            if len(self._buffer) > self._max_line:
-                raise self._too_long(len(self._buffer))
             events: list[WatchEvent] = []
-            decode = self._decode
-            for line in lines:
-                if not line:
+            start = 0
+            partial = self._partial
+            if partial:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    self._hold(chunk)
                     continue
-                try:
-                    if len(line) > self._max_line:
-                        raise self._too_long(len(line))
-                    events.append(decode(line))
-                except DecodeError as exc:
-                    if not events:
-                        raise
-                    self._pending = exc
+                partial.append(chunk[:end])
+                size = self._partial_size + end
+                line = b"".join(partial)
+                partial.clear()
+                self._partial_size = 0
+                start = end + 1
+                if size > self._max_line:
+                    self._chunk, self._view, self._start = chunk, memoryview(chunk), start
+                    raise self._too_long(size)
+                if line and not self._decode_into(events, line):
                     return events
+            self._chunk, self._view, self._start = chunk, memoryview(chunk), start
+            events = self._take(events)
             if events:
                 return events
 
-    def _hold(self, chunk: bytes) -> None:
-        if self._buffer:
-            self._parts.append(self._buffer)
-            self._parts_size += len(self._buffer)
-            self._buffer = b""
-        self._parts.append(chunk)
-        self._parts_size += len(chunk)
-        if self._parts_size > self._max_line:
-            raise self._too_long(self._parts_size)
+    def _hold(self, piece: bytes) -> None:
+        """Keep `piece` of a line cut by a read boundary; `DecodeError` once the line is too long."""
+        self._partial.append(piece)
+        self._partial_size += len(piece)
+        if self._partial_size > self._max_line:
+            raise self._too_long(self._partial_size)
 
     def _too_long(self, size: int) -> DecodeError:
-        self._parts, self._parts_size, self._buffer = [], 0, b""
+        self._partial.clear()
+        self._partial_size = 0
         return DecodeError(f"watch line longer than max_line_bytes ({self._max_line}): {size}+ bytes")
+
+    def prefetch(self) -> None:
+        """Take what the connection has already buffered into the stream (see the class docstring)."""
+        if self._held_bytes >= self.prefetch_limit:
+            return
+        read_nowait = getattr(self._content, "read_nowait", None)
+        if read_nowait is None:
+            return
+        try:
+            data = read_nowait(-1)
+        except (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError):
+            return  # the connection's error is raised by the next read, after what is held
+        if data:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            self.bytes_read += len(data)
+
+    def _take(self, events: list[WatchEvent]) -> list[WatchEvent]:
+        """Decode lines of the current read into `events` until it holds `max_batch`; keep
+        the unfinished rest of the read for the next read."""
+        chunk, view, start = self._chunk, self._view, self._start
+        find = chunk.find
+        limit = self.max_batch
+        young = _gc_count
+        budget = _gc_threshold()[0] // 2 if _gc_enabled() else 0
+        if not budget:
+            budget = 1 << 62
+        loads, new_event, object_events = orjson.loads, _new_tuple, _OBJECT_EVENTS
+        keep, want_kind, want_api_version = self._keep_managed_fields, self._kind, self._api_version
+        intern = self._strings.intern_values if self._strings is not None else None
+        max_line = self._max_line
+        end = find(b"\n", start)
+        while end >= 0:
+            if len(events) >= limit or (events and young()[0] >= budget):
+                self._start = start
+                return events
+            if end - start > max_line:
+                self._start = end + 1
+                error = self._too_long(end - start)
+                if not events:
+                    raise error
+                self._pending = error
+                self._chunk = b""
+                return events
+            if end > start:
+                line = view[start:end]
+                # The common case inline (one function call saved per event); `_decode_into`
+                # handles everything else and raises the precise error.
+                try:
+                    event = loads(line)
+                    kind = event["type"]
+                    obj = event["object"]
+                    meta = obj["metadata"]
+                    fast = (kind in object_events and type(meta) is dict and meta.get("name")
+                            and meta.get("resourceVersion"))
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    fast = False
+                if fast:
+                    if not keep:
+                        meta.pop("managedFields", None)
+                    if "kind" not in obj:
+                        obj["kind"] = want_kind
+                        obj["apiVersion"] = want_api_version
+                    if intern is not None:
+                        intern(obj)
+                    events.append(new_event(WatchEvent, (kind, obj)))
+                elif not self._decode_into(events, line):
+                    self._chunk = b""  # the stream ends with the error: the rest is not needed
+                    return events
+            start = end + 1
+            end = find(b"\n", start)
+        self._chunk, self._view = b"", memoryview(b"")
+        if start < len(chunk):
+            try:
+                self._hold(chunk[start:])
+            except DecodeError as exc:
+                if not events:
+                    raise
+                self._pending = exc
+        return events
+
+    def _decode_into(self, events: list[WatchEvent], line: bytes | memoryview) -> bool:
+        """Append `line`'s event; on a malformed line raise (nothing decoded yet) or keep the
+        error for the next call (so the good events before it are yielded first)."""
+        try:
+            events.append(self._decode(line))
+        except DecodeError as exc:
+            if not events:
+                raise
+            self._pending = exc
+            return False
+        return True

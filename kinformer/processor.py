@@ -34,7 +34,7 @@ import inspect
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeAlias
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeAlias
 
 import anyio
 from typing_extensions import TypeVar
@@ -49,9 +49,12 @@ Overflow = Literal["coalesce", "block"]
 ADD, UPDATE, DELETE = "add", "update", "delete"
 
 
-@dataclass(slots=True)
-class Notification:
-    """One call to make: `add(new, initial)`, `update(old, new)` or `delete(new)`."""
+class Notification(NamedTuple):
+    """One call to make: `add(new, initial)`, `update(old, new)` or `delete(new)`.
+
+    Immutable and shared by every listener's queue. A tuple, so the informer can build one
+    per event with `tuple.__new__` (no Python-level constructor on the hot path).
+    """
 
     kind: str
     new: Any
@@ -61,10 +64,10 @@ class Notification:
 
 
 def _key(n: Notification) -> str:
-    if not n.key:
-        obj = n.new
-        n.key = obj.key if isinstance(obj, DeletedFinalStateUnknown) else meta_namespace_key(obj)
-    return n.key
+    if n.key:
+        return n.key
+    obj = n.new
+    return obj.key if isinstance(obj, DeletedFinalStateUnknown) else meta_namespace_key(obj)
 
 
 class SyncTracker:
@@ -76,12 +79,13 @@ class SyncTracker:
     the informer announces its own sync (`check()`).
     """
 
-    __slots__ = ("_event", "_upstream", "pending")
+    __slots__ = ("_event", "_upstream", "pending", "synced")
 
     def __init__(self, upstream_has_synced: Callable[[], bool] = lambda: True) -> None:
         self._upstream = upstream_has_synced
         self._event = asyncio.Event()
         self.pending = 0
+        self.synced = False
 
     def start(self) -> None:
         self.pending += 1
@@ -92,9 +96,10 @@ class SyncTracker:
             self.check()
 
     def check(self) -> bool:
-        if self._event.is_set():
+        if self.synced:
             return True
         if self.pending == 0 and self._upstream():
+            self.synced = True
             self._event.set()
             return True
         return False
@@ -111,6 +116,8 @@ class PendingQueue:
 
     Initial adds (including merged ones) are counted in `tracker`. `close()` ends it: what is
     pending is dropped and `get()` returns None from then on, waking a waiting getter.
+    `_fifo` is one deque for the queue's whole life (cleared, never replaced): the listener's
+    loop holds it to pop inline while `_merged` is None.
     """
 
     def __init__(self, max_pending: int, overflow: Overflow, log: Any, tracker: SyncTracker | None = None) -> None:
@@ -125,7 +132,7 @@ class PendingQueue:
         self._fifo: deque[Notification] = deque()
         self._merged: OrderedDict[str, list[Notification]] | None = None
         self._merged_count = 0
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the consumer waiting in `wait()`
         self._room = asyncio.Event()
         self._room.set()
         self._log = log
@@ -170,6 +177,31 @@ class PendingQueue:
         self._after_put(self._merged_count)
         return True
 
+    def put_many(self, ns: list[Notification], initial: int = 0) -> None:
+        """`put_nowait` of each of `ns` in order, `initial` of them initial adds; one step
+        when they all fit below `max_pending` (the informer's batch path).
+
+        A "block" queue that is full takes them anyway (`force`): the informer only uses this
+        path while no listener blocks, so that happens at most for the one batch in flight
+        when a blocking listener registers; backpressure applies from the next batch on.
+        """
+        if self.closed:
+            return
+        fifo = self._fifo
+        if self._merged is None and len(fifo) + len(ns) <= self.max_pending:
+            fifo.extend(ns)
+            if initial:
+                self.tracker.pending += initial
+            size = len(fifo)
+            if size > self.peak:  # noqa: PLR1730 - hot path: a compare, not a builtin call
+                self.peak = size
+            if self._waiter is not None:
+                self._wake()
+            return
+        for n in ns:
+            if not self.put_nowait(n):
+                self.put_nowait(n, force=True)
+
     async def wait_for_room(self) -> None:
         while self.full() and not self.closed:
             self._room.clear()
@@ -178,7 +210,25 @@ class PendingQueue:
     def _after_put(self, size: int) -> None:
         if size > self.peak:  # noqa: PLR1730 - hot path: a compare, not a builtin call
             self.peak = size
-        self._ready.set()
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Return once something is pending or the queue is closed.
+
+        A bare future rather than an `asyncio.Event`: this is every listener's wake-up, once
+        per informer batch, and the future is the cheapest thing asyncio can wait on.
+        """
+        while not self.closed and not self._fifo and not self._merged:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
 
     def _start_coalescing(self) -> None:
         merged: OrderedDict[str, list[Notification]] = OrderedDict()
@@ -268,8 +318,7 @@ class PendingQueue:
             n = self.get_nowait()
             if n is not None:
                 return n
-            self._ready.clear()
-            await self._ready.wait()
+            await self.wait()
         return None
 
     def close(self) -> None:
@@ -278,7 +327,7 @@ class PendingQueue:
         self._fifo.clear()
         self._merged = None
         self._merged_count = 0
-        self._ready.set()
+        self._wake()
         self._room.set()
 
 
@@ -433,6 +482,7 @@ class Listener:
         self.next_resync = clock.now() + resync_period
         self.error_handler = error_handler
         self._scope: anyio.CancelScope | None = None
+        self._batch: list[Notification] = []  # what the loop took from the queue and is delivering
         self._in_call = False
         self.done = anyio.Event()
         """Set when the loop has ended (or at `stop()` for a listener that never ran)."""
@@ -477,6 +527,7 @@ class Listener:
         """Deliver nothing more; let a call in flight finish (within `grace` seconds, if given)."""
         self.removed = True
         self.queue.close()
+        self._batch.clear()  # nothing more from the batch being delivered
         scope = self._scope
         if scope is None:
             if self.handler is None or not self._in_call:
@@ -488,37 +539,86 @@ class Listener:
             scope.deadline = min(scope.deadline, anyio.current_time() + grace)
 
     async def run(self) -> None:
-        """Call the handler for each notification until stopped."""
+        """Call the handler for each notification until stopped.
+
+        The hot path of every handler, so the loop does per notification only what it must.
+        It takes everything pending from the plain FIFO at once (`_fifo` is never non-empty
+        while coalescing) and calls the callbacks directly (what `ResourceEventHandler.call`
+        does). Taking the batch is invisible to everyone else: nothing else runs until the
+        loop awaits, and before it awaits (an async handler's result) it puts the rest of
+        the batch back at the front of the queue. `stop()` empties the batch, which ends its
+        `for` loop, so nothing is delivered after it. `delivered` is kept in a local and
+        written back before every await and at the end; `_in_call` is set only while
+        awaiting a handler's result.
+        """
         handler = self.handler
         assert handler is not None
+        delivered = self.delivered
         try:
             with anyio.CancelScope(shield=True) as scope:
                 self._scope = scope
                 if self.removed:
                     return
                 queue = self.queue
+                fifo = queue._fifo
+                room = queue._room if queue.overflow == "block" else None
+                tracker = self.tracker
+                finish = tracker.finish
+                on_add, on_update, on_delete = handler.on_add, handler.on_update, handler.on_delete
+                add_with_flag = handler._add_with_flag
+                isawaitable = inspect.isawaitable
                 while True:
-                    n = queue.get_nowait()
-                    if n is None:
-                        if queue.closed:
-                            return
-                        self.has_synced()
-                        n = await queue.get()
-                        if n is None:
-                            return
-                    self._in_call = True
-                    try:
-                        result = handler.call(n)
-                        if result is not None:
-                            await result
-                    except Exception as exc:
-                        self._failed(n, exc)
-                    finally:
-                        self._in_call = False
-                        self.handled(n)
-                    if self.removed:
-                        return
+                    if fifo:
+                        batch = self._batch = list(fifo)
+                        fifo.clear()
+                        if room is not None:
+                            room.set()
+                    else:
+                        got = queue.get_nowait()
+                        if got is None:
+                            if queue.closed:
+                                return
+                            if not tracker.synced:
+                                self.has_synced()
+                            self.delivered = delivered
+                            await queue.wait()
+                            continue
+                        batch = self._batch = [got]
+                    first = delivered
+                    for n in batch:  # stop() empties `batch`, which ends this loop at once
+                        kind, new, old, initial, _ = n
+                        try:
+                            if kind == UPDATE:
+                                result = on_update(old, new) if on_update is not None else None
+                            elif kind == ADD:
+                                if on_add is None:
+                                    result = None
+                                elif add_with_flag:
+                                    result = on_add(new, initial)
+                                else:
+                                    result = on_add(new)
+                            else:
+                                result = on_delete(new) if on_delete is not None else None
+                            if result is not None and isawaitable(result):
+                                # Others run while we wait: the rest of the batch goes back to
+                                # the front of the queue first, where stop() and coalescing see it.
+                                fifo.extendleft(reversed(batch[delivered - first + 1:]))
+                                batch.clear()
+                                self.delivered = delivered
+                                self._in_call = True
+                                try:
+                                    await result
+                                finally:
+                                    self._in_call = False
+                        except Exception as exc:
+                            self._failed(n, exc)
+                        finally:
+                            delivered += 1
+                            if initial:
+                                finish()
+                    batch.clear()  # drop the references now, not at the next wake-up
         finally:
+            self.delivered = delivered
             self._scope = None
             self.done.set()
 
@@ -588,6 +688,16 @@ class Processor:
                     blocked = []
                 blocked.append(listener)
         return blocked
+
+    def distribute_many(self, ns: list[Notification], initial: int = 0) -> None:
+        """Queue every one of `ns` to every listener (`initial` of them are initial adds).
+
+        The informer's batch path, for notifications to everyone (not `sync_only`) while no
+        listener blocks: one `put_many` per listener per batch instead of one call per
+        listener per event.
+        """
+        for listener in self.listeners:
+            listener.queue.put_many(ns, initial)
 
     def should_resync(self) -> bool:
         """Called by the reflector's resync timer: pick the listeners now due."""

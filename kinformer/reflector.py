@@ -68,12 +68,14 @@ Cancellation stops it at once and closes the open HTTP response.
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 
 from kinformer._logging import get_logger
 from kinformer.backoff import Backoff
@@ -114,6 +116,11 @@ class ReflectorStore(Protocol):
     async def apply(self, changes: Iterable[tuple[DeltaType, Any]]) -> None: ...
 
     async def resync(self) -> None: ...
+
+
+YIELD_EVERY_EVENTS = 256
+"""A watch yields to the event loop at least once per this many events, so the handlers'
+listeners (default `max_pending` 1024) drain while a fast server keeps the socket full."""
 
 
 # -- states -------------------------------------------------------------------------------
@@ -506,6 +513,7 @@ class Reflector:
             self._session = self.store.start_replace()
         self._watch_started = self.clock.now()
         self._events_before = self.stats.events + self.stats.bookmarks
+        young_budget = gc.get_threshold()[0] // 2 or 1 << 62
         async with self.list_watch.watch(state.resource_version, timeout, send_initial_events=initial,
                                          idle_timeout=idle) as stream:
             self.stats.watches += 1
@@ -513,8 +521,19 @@ class Reflector:
                 # Only a resumed reflector watches before its first list: its store is synced.
                 self._progress()
                 self._synced.set()
+            since_yield = 0
             async for batch in stream:
                 await self._apply(batch)
+                since_yield += len(batch)
+                if since_yield >= YIELD_EVERY_EVENTS or gc.get_count()[0] >= young_budget:
+                    # Let the consumers of this batch run and free what it replaced before the
+                    # next one is decoded: reading from a full buffer never waits, and the
+                    # objects in flight would set off the cyclic GC (see WatchStream). The
+                    # young-generation count alone is not enough: a collection during the
+                    # batch resets it, and the handlers would starve behind a fast server.
+                    since_yield = 0
+                    stream.prefetch()
+                    await anyio.lowlevel.checkpoint()
         if self._session is not None:
             raise WatchDroppedError("streaming list ended before the initial-events-end bookmark")
         if initial:

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from kinformer._logging import get_logger
-from kinformer.errors import IndexerConflictError, IndexFuncError, UserCallbackError
-from kinformer.objects import KeyFunc, meta_namespace_key, namespace
+from kinformer.errors import IndexerConflictError, IndexFuncError, InvalidArgumentError, UserCallbackError
+from kinformer.objects import KeyFunc, meta_namespace_key, namespace, resource_version
 
 IndexFunc = Callable[[Any], list[str]]
 """Maps an object to the index values it should be found under."""
@@ -46,6 +49,22 @@ def namespace_index_func(obj: Any) -> list[str]:
         return [namespace(obj)]
 
 
+def _reindex(index: dict[str, set[str]], old_values: Iterable[str], new_values: Iterable[str], key: str) -> None:
+    """Move `key` from the key sets of `old_values` to those of `new_values` in one index."""
+    for value in old_values:
+        keys = index.get(value)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del index[value]
+    for value in new_values:
+        keys = index.get(value)
+        if keys is None:
+            index[value] = {key}
+        else:
+            keys.add(key)
+
+
 class Indexer:
     """A thread-safe keyed store with secondary indices. See the module docstring."""
 
@@ -59,6 +78,7 @@ class Indexer:
         self._items: dict[str, Any] = {}
         self._indexers: dict[str, IndexFunc] = dict(indexers or {})
         self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
+        self._namespace_only = self._indexers == {NAMESPACE_INDEX: namespace_index_func}
         self._resource_version = ""
         self._errors: list[IndexFuncError] = []
 
@@ -90,6 +110,49 @@ class Indexer:
         if self._errors:
             self._report_errors()
         return old
+
+    def write_batch(self, ops: builtins.list[tuple[str, Any]]) -> builtins.list[Any]:
+        """Apply `(key, obj)` writes in order under one lock acquisition (obj None deletes
+        the key); return, for each, the object the key held before it (None if none).
+
+        The informer's batch path: the same as `upsert` / `delete_key` one by one. An update
+        that keeps the namespace skips re-indexing when the namespace index is the only one.
+        """
+        items = self._items
+        olds: builtins.list[Any] = []
+        append = olds.append
+        with self._lock:
+            if not self._indexers:
+                for key, obj in ops:
+                    if obj is None:
+                        append(items.pop(key, None))
+                    else:
+                        append(items.get(key))
+                        items[key] = obj
+            else:
+                update = self._update_indices
+                namespace_only = self._namespace_only
+                for key, obj in ops:
+                    if obj is None:
+                        old = items.pop(key, None)
+                        if old is not None:
+                            update(old, None, key)
+                    else:
+                        old = items.get(key)
+                        items[key] = obj
+                        if old is None or not namespace_only:
+                            update(old, obj, key)
+                        else:
+                            try:
+                                same = old["metadata"].get("namespace") == obj["metadata"].get("namespace")
+                            except (KeyError, TypeError, AttributeError):
+                                same = False
+                            if not same:
+                                update(old, obj, key)
+                    append(old)
+        if self._errors:
+            self._report_errors()
+        return olds
 
     def delete(self, obj: Any) -> None:
         self.delete_key(self._key_func(obj))
@@ -127,6 +190,7 @@ class Indexer:
                 raise IndexerConflictError(f"indexer conflict: {', '.join(clash)}")
             for name, func in indexers.items():
                 self._indexers[name] = func
+                self._namespace_only = False
                 index: dict[str, set[str]] = {}
                 self._indices[name] = index
                 for key, obj in self._items.items():
@@ -163,21 +227,8 @@ class Indexer:
             except Exception:
                 old_values = self._safe_values(name, func, old, key)
                 new_values = self._safe_values(name, func, new, key)
-            if old_values == new_values:
-                continue
-            index = self._indices[name]
-            for value in old_values:
-                keys = index.get(value)
-                if keys is not None:
-                    keys.discard(key)
-                    if not keys:
-                        del index[value]
-            for value in new_values:
-                keys = index.get(value)
-                if keys is None:
-                    index[value] = {key}
-                else:
-                    keys.add(key)
+            if old_values != new_values:
+                _reindex(self._indices[name], old_values, new_values, key)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -187,6 +238,15 @@ class Indexer:
     def get_by_key(self, key: str) -> Any | None:
         # A single dict lookup is atomic under the GIL; no lock needed.
         return self._items.get(key)
+
+    def has_key(self, key: str) -> bool:
+        """Whether `key` is cached (without reading the object: cheap in every store)."""
+        return key in self._items
+
+    def resource_version_of(self, key: str) -> str | None:
+        """The cached object's resourceVersion ("" if it has none), None if `key` is not cached."""
+        obj = self._items.get(key)
+        return None if obj is None else resource_version(obj)
 
     def list(self) -> list[Any]:
         with self._lock:
@@ -281,3 +341,230 @@ class Indexer:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.list())
+
+
+class CompactObject(NamedTuple):
+    """How `CompactIndexer` keeps one object: its JSON and what reads must not decode for."""
+
+    data: bytes
+    """orjson.dumps of the object as it was stored."""
+    resource_version: str
+    labels: Mapping[str, str] | None
+    """`metadata.labels` (for label selectors), None when there are none."""
+    values: tuple[tuple[str, ...], ...]
+    """Each index function's values for the object, in the order of `get_indexers()`."""
+
+
+class CompactIndexer(Indexer):
+    """An `Indexer` that keeps each object as its JSON bytes plus the few decoded fields that
+    indices and selectors need, and decodes on read (`SharedIndexInformer(store="compact")`).
+
+    Invariants, beyond the `Indexer`'s (which hold unchanged):
+    - `_items[key]` is a `CompactObject`; every read (`get_by_key`, `list`, `items`,
+      `by_index`, `index`) returns a freshly decoded dict, equal to what was stored, or the
+      one kept in the decoded cache. Stored objects must be JSON-serialisable by orjson.
+    - Index values are computed once, from the object being written, and kept in the entry:
+      removing or updating an object never decodes the old one. `add_indexers` decodes
+      each cached object once.
+    - `decoded_cache` > 0 keeps the decoded objects of that many most recently written or
+      read keys (an LRU): the informer's `old` of an update and a hot key's reads come from
+      it instead of a decode. It holds references to the very dicts handed out; objects are
+      never mutated, so they equal the stored bytes.
+    - Memory per object is about its JSON size: bytes are not tracked by CPython's cyclic GC,
+      and tuples and dicts of strings are untracked by it, so a large compact cache also
+      costs the collector almost nothing.
+    """
+
+    def __init__(
+        self, key_func: KeyFunc = meta_namespace_key, indexers: Indexers | None = None,
+        *, error_handler: Callable[[UserCallbackError], None] | None = None, decoded_cache: int = 0,
+    ) -> None:
+        super().__init__(key_func, indexers, error_handler=error_handler)
+        if decoded_cache < 0:
+            raise InvalidArgumentError("decoded_cache must be >= 0")
+        self.decoded_cache = decoded_cache
+        self._decoded: OrderedDict[str, Any] = OrderedDict()
+        self.decodes = 0
+        """How many objects reads have decoded (decoded-cache hits excluded)."""
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def _encode(self, obj: Any, key: str) -> CompactObject:
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if not isinstance(meta, dict):
+            meta = {}
+        labels = meta.get("labels") or None
+        values = tuple(tuple(self._safe_values(name, func, obj, key)) for name, func in self._indexers.items())
+        return CompactObject(orjson.dumps(obj), str(meta.get("resourceVersion") or ""), labels, values)
+
+    def _decode(self, key: str, entry: CompactObject) -> Any:
+        """The object of `entry`, from the decoded cache when it is there; the caller holds no lock."""
+        if self.decoded_cache:
+            with self._lock:
+                obj = self._decoded.get(key)
+                if obj is not None and self._items.get(key) is entry:
+                    self._decoded.move_to_end(key)
+                    return obj
+        obj = orjson.loads(entry.data)
+        self.decodes += 1
+        if self.decoded_cache:
+            with self._lock:
+                if self._items.get(key) is entry:
+                    self._remember_locked(key, obj)
+        return obj
+
+    def _remember_locked(self, key: str, obj: Any) -> None:
+        cache = self._decoded
+        cache[key] = obj
+        cache.move_to_end(key)
+        if len(cache) > self.decoded_cache:
+            cache.popitem(last=False)
+
+    def _put_locked(self, key: str, obj: Any) -> CompactObject | None:
+        entry = self._encode(obj, key)
+        old: CompactObject | None = self._items.get(key)
+        self._items[key] = entry
+        self._move(old, entry, key)
+        if self.decoded_cache:
+            self._remember_locked(key, obj)
+        return old
+
+    def _remove_locked(self, key: str) -> CompactObject | None:
+        old: CompactObject | None = self._items.pop(key, None)
+        if old is not None:
+            self._move(old, None, key)
+            self._decoded.pop(key, None)
+        return old
+
+    def _move(self, old: CompactObject | None, new: CompactObject | None, key: str) -> None:
+        empty: tuple[str, ...] = ()
+        for i, name in enumerate(self._indexers):
+            old_values = old.values[i] if old is not None else empty
+            new_values = new.values[i] if new is not None else empty
+            if old_values != new_values:
+                _reindex(self._indices[name], old_values, new_values, key)
+
+    @staticmethod
+    def _old(cached: Any | None, old: CompactObject | None) -> Any | None:
+        """The object a write replaced: its decoded-cache copy (taken before the write) or decoded."""
+        if cached is not None:
+            return cached
+        return None if old is None else orjson.loads(old.data)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def update(self, obj: Any) -> None:
+        self.upsert(self._key_func(obj), obj)
+
+    def upsert(self, key: str, obj: Any) -> Any | None:
+        with self._lock:
+            cached = self._decoded.get(key)
+            old = self._put_locked(key, obj)
+        if self._errors:
+            self._report_errors()
+        return self._old(cached, old)
+
+    def delete_key(self, key: str) -> Any | None:
+        with self._lock:
+            cached = self._decoded.get(key)
+            old = self._remove_locked(key)
+        if self._errors:
+            self._report_errors()
+        return self._old(cached, old)
+
+    def write_batch(self, ops: builtins.list[tuple[str, Any]]) -> builtins.list[Any]:
+        """As `Indexer.write_batch`; each previous object is decoded (or taken from the
+        decoded cache), since the informer hands it to handlers as `old`."""
+        previous: builtins.list[tuple[Any, CompactObject | None]] = []
+        with self._lock:
+            decoded = self._decoded
+            for key, obj in ops:
+                cached = decoded.get(key)
+                old = self._remove_locked(key) if obj is None else self._put_locked(key, obj)
+                previous.append((cached, old))
+        if self._errors:
+            self._report_errors()
+        old_of = self._old
+        return [old_of(cached, old) for cached, old in previous]
+
+    def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
+        pairs = [(self._key_func(obj), obj) for obj in objs]
+        with self._lock:
+            self._items = {}
+            self._indices = {name: {} for name in self._indexers}
+            self._decoded = OrderedDict()
+            for key, obj in pairs:
+                self._put_locked(key, obj)
+            self._resource_version = resource_version
+        if self._errors:
+            self._report_errors()
+
+    def add_indexers(self, indexers: Indexers) -> None:
+        """Add indices; every cached object is decoded once to index it."""
+        with self._lock:
+            clash = sorted(set(indexers) & set(self._indexers))
+            if clash:
+                raise IndexerConflictError(f"indexer conflict: {', '.join(clash)}")
+            self._indexers.update(indexers)
+            self._namespace_only = False
+            for name in indexers:
+                self._indices[name] = {}
+            for key, entry in list(self._items.items()):
+                obj = orjson.loads(entry.data)
+                extra = tuple(tuple(self._safe_values(name, func, obj, key)) for name, func in indexers.items())
+                self._items[key] = entry._replace(values=entry.values + extra)
+                for name, values in zip(indexers, extra, strict=True):
+                    _reindex(self._indices[name], (), values, key)
+        if self._errors:
+            self._report_errors()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_by_key(self, key: str) -> Any | None:
+        entry = self._items.get(key)
+        return None if entry is None else self._decode(key, entry)
+
+    def resource_version_of(self, key: str) -> str | None:
+        entry = self._items.get(key)
+        return None if entry is None else entry.resource_version
+
+    def labels_of(self, key: str) -> Mapping[str, str] | None:
+        """The cached object's labels without decoding it (None if not cached or unlabelled)."""
+        entry = self._items.get(key)
+        return None if entry is None else entry.labels
+
+    def list(self) -> builtins.list[Any]:
+        with self._lock:
+            entries = builtins.list(self._items.items())
+        return [self._decode(key, entry) for key, entry in entries]
+
+    def items(self) -> builtins.list[tuple[str, Any]]:
+        with self._lock:
+            entries = builtins.list(self._items.items())
+        return [(key, self._decode(key, entry)) for key, entry in entries]
+
+    def _entries(self, keys: Iterable[str]) -> builtins.list[tuple[str, CompactObject]]:
+        """Under the lock: the entries of `keys`."""
+        items = self._items
+        return [(k, items[k]) for k in keys]
+
+    def index(self, name: str, obj: Any) -> builtins.list[Any]:
+        with self._lock:
+            func, index = self._index(name)
+            keys: set[str] = set()
+            for value in func(obj):
+                keys |= index.get(value, set())
+            entries = self._entries(keys)
+        return [self._decode(k, e) for k, e in entries]
+
+    def by_index(self, name: str, value: str) -> builtins.list[Any]:
+        with self._lock:
+            _, index = self._index(name)
+            entries = self._entries(index.get(value, ()))
+        return [self._decode(k, e) for k, e in entries]
+
+    def intersect_indices(
+        self, lookups: Sequence[tuple[str, Collection[str]]]
+    ) -> tuple[builtins.list[int], builtins.list[tuple[str, Any]]]:
+        sizes, entries = super().intersect_indices(lookups)  # one consistent read, under the lock
+        return sizes, [(k, self._decode(k, e)) for k, e in entries]

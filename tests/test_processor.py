@@ -95,3 +95,83 @@ def test_determine_resync_period() -> None:
     assert determine_resync_period(10, 0) == 0
     assert determine_resync_period(5, 10) == 10
     assert determine_resync_period(30, 10) == 30
+
+
+def test_put_many_fits_in_one_step_and_counts_initial_adds() -> None:
+    q = PendingQueue(3, "coalesce", LOG)
+    q.put_many([n(ADD, "a", 1, initial=True), n(ADD, "b", 1, initial=True), n(ADD, "c", 1)], initial=2)
+    assert not q.coalescing and len(q) == 3 and q.tracker.pending == 2 and q.peak == 3
+    assert [x[1] for x in drain(q)] == ["a", "b", "c"]
+
+
+def test_put_many_past_max_pending_coalesces_like_single_puts() -> None:
+    q = PendingQueue(2, "coalesce", LOG)
+    q.put_many([n(ADD, "a", 1), n(UPDATE, "a", 2, 1), n(UPDATE, "a", 3, 2), n(ADD, "b", 1)])
+    assert q.coalescing
+    assert drain(q) == [(ADD, "a", "3", None), (ADD, "b", "1", None)]
+
+
+def test_put_many_on_a_full_block_queue_forces() -> None:
+    q = PendingQueue(1, "block", LOG)
+    q.put_many([n(ADD, "a", 1), n(ADD, "b", 1)])
+    assert len(q) == 2 and not q.coalescing
+
+
+async def _run_listener(listener: Any, until: Any) -> None:
+    import anyio
+
+    from kinformer.testing import eventually
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.run)
+        await eventually(until)
+        listener.stop()
+
+
+async def test_a_sync_handler_that_removes_itself_gets_nothing_more_of_its_batch() -> None:
+    from kinformer.processor import Listener, ResourceEventHandler
+
+    seen: list[str] = []
+
+    def on_add(o: Any) -> None:
+        seen.append(o["metadata"]["name"])
+        if len(seen) == 2:
+            listener.stop()
+
+    listener = Listener(ResourceEventHandler(on_add))
+    listener.queue.put_many([n(ADD, name, 1) for name in "abcd"])
+    await _run_listener(listener, listener.done.is_set)
+    assert seen == ["a", "b"]
+    assert listener.delivered == 2
+
+
+async def test_an_async_handler_puts_the_rest_of_its_batch_back_while_it_waits() -> None:
+    import anyio
+
+    from kinformer.processor import Listener, ResourceEventHandler
+
+    seen: list[str] = []
+    backlog: list[int] = []
+    gate = anyio.Event()
+
+    async def on_add(o: Any) -> None:
+        backlog.append(len(listener.queue))  # what others see while this call waits
+        if not seen:
+            await gate.wait()
+        seen.append(o["metadata"]["name"])
+
+    listener = Listener(ResourceEventHandler(on_add))
+    listener.queue.put_many([n(ADD, name, 1) for name in "abc"])
+
+    async def more() -> None:
+        from kinformer.testing import eventually
+
+        await eventually(lambda: bool(backlog))
+        listener.queue.put_many([n(ADD, "d", 1)])
+        gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(more)
+        await _run_listener(listener, lambda: len(seen) == 4)
+    assert seen == ["a", "b", "c", "d"]
+    assert backlog[0] == 2  # b and c were back in the queue during a's await

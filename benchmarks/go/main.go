@@ -183,6 +183,8 @@ func main() {
 		out["relist_peak_rss"] = peak
 		out["peak_over_steady"] = float64(peak) / float64(steady)
 	}
+	out["gomaxprocs"] = runtime.GOMAXPROCS(0)
+	out["protobuf"] = *useProtobuf
 	data, _ := json.Marshal(out)
 	fmt.Println(string(data))
 }

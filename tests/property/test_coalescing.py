@@ -18,15 +18,22 @@ NAMES = [f"o{i}" for i in range(6)]
 STEP = st.one_of(st.tuples(st.just("event"), st.sampled_from(NAMES)), st.tuples(st.just("consume"), st.integers(1, 5)))
 
 
-@given(steps=st.lists(STEP, max_size=200), max_pending=st.integers(1, 6))
+@given(steps=st.lists(STEP, max_size=200), max_pending=st.integers(1, 6), batched=st.booleans())
 @settings(max_examples=500, deadline=None)
-def test_handler_view_converges_to_cache(steps: list[tuple[str, Any]], max_pending: int) -> None:
+def test_handler_view_converges_to_cache(steps: list[tuple[str, Any]], max_pending: int, batched: bool) -> None:
+    """`batched`: notifications reach the queue as the informer's batches do (`put_many`
+    of everything since the consumer last ran)."""
     q = PendingQueue(max_pending, "coalesce", structlog.get_logger("test"))
+    batch: list[Notification] = []
     cache: dict[str, dict[str, Any]] = {}
     view: dict[str, dict[str, Any]] = {}
     rv = 0
 
     def consume(count: int) -> None:
+        if batch:
+            q.put_many(batch)
+            batch.clear()
+            assert len(q) <= max(max_pending, 2 * len(NAMES))
         for _ in range(count):
             x = q.get_nowait()
             if x is None:
@@ -59,6 +66,9 @@ def test_handler_view_converges_to_cache(steps: list[tuple[str, Any]], max_pendi
         else:
             note = Notification(UPDATE, new, cache[key], False, key)
             cache[key] = new
+        if batched:
+            batch.append(note)
+            continue
         assert q.put_nowait(note)
         assert len(q) <= max(max_pending, 2 * len(NAMES))
     consume(10**6)

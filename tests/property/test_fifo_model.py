@@ -112,6 +112,8 @@ class FIFOMachine(RuleBasedStateMachine):
         self.fifo = DeltaFIFO(known_objects=self.store)
         self.model = Model(self.model_store)
         self.rv = 0
+        self.inline: Any = None
+        self.inline_got: list[tuple[list[Any], int]] = []
 
     def teardown(self) -> None:
         self.loop.close()
@@ -144,6 +146,42 @@ class FIFOMachine(RuleBasedStateMachine):
         self.run(self.fifo.delete(o))
         self.model.delete(o, key)
 
+    @rule(changes=st.lists(st.tuples(st.sampled_from([A, U, D]), NAMES), min_size=1, max_size=6))
+    def apply(self, changes: list[tuple[DeltaType, str]]) -> None:
+        batch = [(kind, self.next_obj(name)) for kind, name in changes]
+        self.inline_got = []
+        self.run(self.fifo.apply(batch))
+        self.model.populated = True
+        for kind, o in batch:
+            key = f"default/{o['metadata']['name']}"
+            if kind is D:
+                self.model.delete(o, key)
+            else:
+                self.model.act(kind, o, key)
+        if self.inline is not None:  # everything queued was consumed, in pop_many batches
+            flags = []
+            popped = [deltas for batch_, initial in self.inline_got for deltas in batch_]
+            for batch_, initial in self.inline_got:
+                flags += [i < initial for i in range(len(batch_))]
+            want_flags = []
+            for deltas in popped:
+                want, want_initial = self.model.pop()
+                apply(self.model_store, want)
+                assert deltas == want
+                want_flags.append(want_initial)
+            assert flags == want_flags
+            assert not self.model.queue
+
+    @rule(on=st.booleans(), batch=st.integers(1, 3))
+    def consume_inline(self, on: bool, batch: int) -> None:
+        def process(popped: list[Any], initial: int) -> None:
+            self.inline_got.append((popped, initial))
+            for deltas in popped:
+                apply(self.store, deltas)
+
+        self.inline = process if on else None
+        self.fifo.consume_inline(self.inline, batch)
+
     @rule(names=st.lists(NAMES, unique=True, max_size=5))
     def replace(self, names: list[str]) -> None:
         objs = [self.next_obj(n) for n in names]
@@ -170,6 +208,26 @@ class FIFOMachine(RuleBasedStateMachine):
             apply(self.model_store, want)
             assert deltas == want
             assert initial == want_initial
+
+    @precondition(lambda self: bool(self.model.queue))
+    @rule(batch=st.integers(1, 3))
+    def pop_many(self, batch: int) -> None:
+        got: list[tuple[list[Any], int]] = []
+
+        def process(popped: list[Any], initial: int) -> None:
+            got.append((popped, initial))
+            for deltas in popped:
+                apply(self.store, deltas)
+
+        assert self.run(self.fifo.pop_many(process, batch)) == min(batch, len(self.model.queue))
+        ((popped, initial),) = got
+        flags = []
+        for deltas in popped:
+            want, want_initial = self.model.pop()
+            apply(self.model_store, want)
+            assert deltas == want
+            flags.append(want_initial)
+        assert flags == [i < initial for i in range(len(popped))]
 
     @invariant()
     def same_queue(self) -> None:

@@ -8,7 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from kinformer import NAMESPACE_INDEX, Indexer, namespace_index_func
+from kinformer import NAMESPACE_INDEX, CompactIndexer, Indexer, namespace_index_func
 from tests.helpers import obj
 
 NAMES = st.sampled_from(["a", "b", "c", "d"])
@@ -52,6 +52,21 @@ class IndexerMachine(RuleBasedStateMachine):
         self.idx.delete(o)
         self.model.pop(self.key(o), None)
 
+    @rule(ops=st.lists(st.tuples(NAMES, NAMESPACES, LABEL_SETS, st.booleans()), max_size=6))
+    def write_batch(self, ops: list[tuple[str, str | None, dict[str, str], bool]]) -> None:
+        batch: list[tuple[str, Any]] = []
+        expected_olds = []
+        for name, ns, labels, delete in ops:
+            o = obj(name, ns, **labels)
+            key = self.key(o)
+            batch.append((key, None if delete else o))
+            expected_olds.append(self.model.get(key))
+            if delete:
+                self.model.pop(key, None)
+            else:
+                self.model[key] = o
+        assert self.idx.write_batch(batch) == expected_olds
+
     @rule(objs=st.lists(st.tuples(NAMES, NAMESPACES, LABEL_SETS), max_size=6))
     def replace(self, objs: list[tuple[str, str | None, dict[str, str]]]) -> None:
         built = [obj(n, ns, **lbl) for n, ns, lbl in objs]
@@ -84,3 +99,44 @@ class IndexerMachine(RuleBasedStateMachine):
 
 IndexerMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
 TestIndexerModel = IndexerMachine.TestCase
+
+
+class NamespaceOnlyMachine(IndexerMachine):
+    """The informer's default indexer (namespace only), where `write_batch` skips re-indexing
+    updates that keep the namespace; a key function that ignores the namespace lets an
+    update move an object between namespaces, so that shortcut is checked too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idx = Indexer(key_func=lambda o: o["metadata"]["name"], indexers={NAMESPACE_INDEX: namespace_index_func})
+        self.active = {NAMESPACE_INDEX: namespace_index_func}
+
+    @staticmethod
+    def key(o: Any) -> str:
+        return str(o["metadata"]["name"])
+
+
+NamespaceOnlyMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestNamespaceOnlyIndexerModel = NamespaceOnlyMachine.TestCase
+
+
+class CompactMachine(IndexerMachine):
+    """The compact store (objects as bytes, a 2-entry decoded cache) against the same model:
+    every read equals what was written last for its key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idx = CompactIndexer(indexers={NAMESPACE_INDEX: namespace_index_func, "labels": by_labels},
+                                  decoded_cache=2)
+
+    @invariant()
+    def reads_equal_the_model(self) -> None:
+        for key, o in self.model.items():
+            assert self.idx.get_by_key(key) == o
+            assert self.idx.resource_version_of(key) == o["metadata"]["resourceVersion"]
+        assert sorted(map(self.key, self.idx.list()), key=str) == sorted(self.model, key=str)
+        assert len(self.idx._decoded) <= 2
+
+
+CompactMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestCompactIndexerModel = CompactMachine.TestCase

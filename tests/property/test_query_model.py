@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from kinformer import (
     NAMESPACE_INDEX,
+    CompactIndexer,
     FieldSelector,
     Indexer,
     LabelSelector,
@@ -194,10 +195,11 @@ def reference_sort_key(field: str, cluster: str, o: Any) -> tuple[int, Any]:
 class QueryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        # Cluster a has the namespace index and a node PathIndex; b has no index at all.
+        # Cluster a has the namespace index and a node PathIndex; b has no index at all and
+        # is a compact store (objects kept as bytes, decoded on read, a small decoded cache).
         self.caches = {"a": Indexer(indexers={NAMESPACE_INDEX: namespace_index_func,
                                               "node": PathIndex("spec.nodeName")}),
-                       "b": Indexer()}
+                       "b": CompactIndexer(decoded_cache=4)}
 
     def write(self, op: str, cluster: str, what: Any) -> tuple[str, str]:
         if op == "upsert":

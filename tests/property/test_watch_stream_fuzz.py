@@ -75,4 +75,4 @@ def test_any_bytes_end_in_a_recoverable_error(pieces: list[bytes], cuts: list[in
     chunks = _cut(data, cuts)
     _, error, stream = asyncio.run(_drain(chunks))
     assert error is None or isinstance(error, DecodeError | WatchDroppedError)
-    assert len(stream._buffer) + stream._parts_size <= MAX_LINE + max((len(c) for c in chunks), default=0)
+    assert stream._partial_size <= MAX_LINE + max((len(c) for c in chunks), default=0)
