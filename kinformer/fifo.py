@@ -28,8 +28,9 @@ with `EmitDeltaTypeReplaced`):
   (it exists), so it gets no tombstone. The object comes back with its next change or the
   next relist (client-go instead fails the whole list, which relists forever).
 
-`consume_inline(process)` makes `apply` (the watch path) hand what it queued straight to a
-synchronous consumer, exactly as `pop_many` would, without a task switch.
+`consume_inline(process)` makes `apply` (the watch path) and each page of a replace session
+(the list path) hand what they queued straight to a synchronous consumer, exactly as
+`pop_many` would, without a task switch.
 
 `has_synced()` is true once the first replace has finished and every key it queued has been
 popped, or once any add/update/delete came first. `pop(process)` runs `process(deltas,
@@ -269,11 +270,14 @@ class DeltaFIFO:
             self._after_apply_locked()
 
     def _after_apply_locked(self) -> None:
+        self._drain_inline_locked()
+        self._check_synced()
+
+    def _drain_inline_locked(self) -> None:
         inline = self._inline
         if inline is not None:
             while self._items:
                 self._pop_many_locked(inline, self._inline_max)
-        self._check_synced()
 
     async def replace(self, objs: Iterable[Any], resource_version: str = "") -> None:
         """Atomically replace: REPLACED for every object, tombstones for the rest."""
@@ -377,14 +381,16 @@ class DeltaFIFO:
         return n
 
     def consume_inline(self, process: ProcessManyFunc | None, max_items: int = 256) -> None:
-        """Make `apply` hand everything queued straight to `process`, as `pop_many` would
-        (same order, same `initial` prefix, under the same lock), in the producer's task.
+        """Make `apply` and each replace-session page (and its `finish`) hand everything
+        queued straight to `process`, as `pop_many` would (same order, same `initial`
+        prefix, under the same lock), in the producer's task.
 
         For a consumer whose processing is synchronous and never waits (the informer while
-        no listener blocks): a watch burst is then processed without a task switch, and the
-        objects it replaces are freed before the next burst is decoded, which keeps
-        CPython's collector from running. `None` turns it off; the consumer's own `pop`
-        loop still gets everything else (list pages, resyncs, deletions of a replace).
+        no listener blocks): a watch burst is then processed without a task switch, the
+        objects it replaces are freed before the next burst is decoded (which keeps
+        CPython's collector from running), and a list never piles up in the queue as
+        decoded objects. `None` turns it off; the consumer's own `pop` loop still gets
+        everything else (resyncs, `add`/`update`/`delete`, an atomic `replace`).
         """
         self._inline = process
         self._inline_max = max_items
@@ -508,9 +514,15 @@ class ReplaceSession:
             raise RuntimeError("replace session already finished")
         async with self._fifo._lock:
             self._add_locked(objs)
+            # With `consume_inline`, the page is processed now: a large list never waits in
+            # the queue as decoded objects (what the compact store is for), and the consumer
+            # sees exactly what its own pops would have given it.
+            self._fifo._drain_inline_locked()
 
     async def finish(self) -> None:
         if self._done:
             raise RuntimeError("replace session already finished")
         async with self._fifo._lock:
             self._finish_locked()
+            self._fifo._drain_inline_locked()
+            self._fifo._check_synced()

@@ -311,3 +311,60 @@ async def test_apply_batches_events_with_delete_rules() -> None:
     await f.apply([(A, a1), (U, a2), (D, obj("ghost")), (D, obj("k"))])
     assert await drain(f) == [[Delta(A, a1), Delta(U, a2)], [Delta(D, obj("k"))]]
     assert f.has_synced()
+
+
+async def _paged_relist(fifo: DeltaFIFO, pages: list[list[Any]], after_page: Any) -> None:
+    session = fifo.start_replace()
+    for page in pages:
+        await session.add_page(page)
+        await after_page()
+    await session.finish()
+    await after_page()
+
+
+@pytest.mark.parametrize("first_list", [True, False])
+async def test_inline_consumption_processes_each_list_page_as_the_pop_loop_would(first_list: bool) -> None:
+    """With consume_inline, a replace session's pages are processed as they arrive (the
+    queue never holds a page of decoded objects), giving exactly the batches and `initial`
+    prefixes that popping after each page gives."""
+    pages = [[obj(f"p{i}", rv=10 + i) for i in range(p * 4, p * 4 + 4)] for p in range(3)]
+    results: list[list[tuple[list[Any], int]]] = []
+    for inline in (True, False):
+        store = Indexer()
+        fifo = DeltaFIFO(known_objects=store)
+        got: list[tuple[list[Any], int]] = []
+
+        def process(popped: list[Any], initial: int, got: list[tuple[list[Any], int]] = got,
+                    store: Indexer = store) -> None:
+            got.append(([(d.key, [(x.type, x.object) for x in d]) for d in popped], initial))
+            for deltas in popped:
+                for delta in deltas:
+                    if delta.type is DeltaType.DELETED:
+                        store.delete_key(deltas.key)
+                    else:
+                        store.update(delta.object)
+
+        if not first_list:  # a relist: one cached object is gone, one queued update is pending
+            store.update(obj("gone", rv=1))
+            store.update(obj("p0", rv=2))
+            await fifo.update(obj("p1", rv=3))
+            await fifo.pop_many(process, 10)
+            got.clear()
+        queued_during_list: list[int] = []
+
+        async def after_page(fifo: DeltaFIFO = fifo, inline: bool = inline,
+                             queued: list[int] = queued_during_list) -> None:
+            queued.append(len(fifo.list_keys()))
+            if not inline:
+                while fifo.list_keys():
+                    await fifo.pop_many(process, 3)
+
+        if inline:
+            fifo.consume_inline(process, 3)
+        await _paged_relist(fifo, pages, after_page)
+        if inline:
+            assert queued_during_list == [0] * (len(pages) + 1)
+        assert fifo.has_synced()
+        results.append(got)
+    assert results[0] == results[1]
+    assert results[0], "the list was processed"
