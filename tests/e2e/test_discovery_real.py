@@ -1,0 +1,236 @@
+"""Discovery and the "every resource" mirror against a real kube-apiserver.
+
+`discover()` must find the built-in resources with the group, preferred version, scope and
+kind the server gives, leave out what cannot be listed and watched (componentstatuses,
+bindings, the review APIs), subresources and events; a CRD created during the test must
+appear once established and vanish when deleted. The mirror (`resources="*"`, SQLite in
+tmp_path) must hold, at the end, exactly the server's objects for every resource it
+mirrors, the CRD's included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from kinformer import ListWatch, Resource
+from kinformer.backoff import Backoff
+from kinformer.clock import Clock
+from kinformer.discovery import ResourceDiscovery, discover, group_resource
+from kinformer.mirror.storage import MirrorStorage
+from kinformer.mirror.sync import ClusterSync, Mirror
+from kinformer.reflector import ReflectorConfig
+from kinformer.testing import eventually
+from tests.e2e.conftest import raw
+from tests.e2e.helpers import configmap, create_many
+
+GROUP = "e2e.kinformer.io"
+
+
+def crd(plural: str, kind: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {"group": GROUP, "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": plural[:-1], "kind": kind, "listKind": f"{kind}List"},
+                 "versions": [
+                     {"name": "v1", "served": True, "storage": True,
+                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}},
+                     {"name": "v1beta1", "served": True, "storage": False,
+                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}},
+                 ]},
+    }
+
+
+async def create_crd(api: Any) -> Resource:
+    """A fresh CRD (a unique plural per test), returned once the server says Established."""
+    plural = f"widgets{uuid.uuid4().hex[:6]}s"
+    kind = f"Widget{plural[7:13].capitalize()}"
+    status, body = await raw(api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                             crd(plural, kind))
+    assert status == 201, body
+    with anyio.fail_after(30):
+        while True:
+            _, got = await raw(api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{GROUP}")
+            conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or ()}
+            if conditions.get("Established") == "True":
+                return Resource(GROUP, "v1", plural, True, kind)
+            await anyio.sleep(0.1)
+
+
+async def delete_crd(api: Any, resource: Resource) -> None:
+    status, body = await raw(api, "DELETE",
+                             f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{resource.plural}.{GROUP}")
+    assert status == 200, body
+
+
+async def until_discovered(discovery: ResourceDiscovery, present: Resource | None = None,
+                           absent: Resource | None = None, timeout: float = 30) -> None:
+    """Refresh until discovery shows `present` and not `absent` (the server's discovery
+    documents follow a CRD's establishment and deletion a moment later)."""
+    with anyio.fail_after(timeout):
+        while True:
+            current = (await discovery.refresh()).current
+            if (present is None or present in current) and (absent is None or absent not in current):
+                return
+            await anyio.sleep(0.1)
+
+
+def by_group_resource(resources: Any) -> dict[str, Resource]:
+    return {group_resource(r): r for r in resources}
+
+
+async def test_discover_finds_the_builtin_resources(api: Any) -> None:
+    result = await discover(api)
+    assert result.failed == {}
+    found = by_group_resource(result.resources)
+    assert len(found) == len(result.resources)  # one version per group-resource: the preferred one
+    expected = [
+        Resource("", "v1", "pods", True, "Pod"),
+        Resource("", "v1", "configmaps", True, "ConfigMap"),
+        Resource("", "v1", "secrets", True, "Secret"),
+        Resource("", "v1", "namespaces", False, "Namespace"),
+        Resource("", "v1", "nodes", False, "Node"),
+        Resource("apps", "v1", "deployments", True, "Deployment"),
+        Resource("batch", "v1", "cronjobs", True, "CronJob"),
+        Resource("autoscaling", "v2", "horizontalpodautoscalers", True, "HorizontalPodAutoscaler"),
+        Resource("coordination.k8s.io", "v1", "leases", True, "Lease"),
+        Resource("rbac.authorization.k8s.io", "v1", "clusterroles", False, "ClusterRole"),
+        Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", False, "CustomResourceDefinition"),
+    ]
+    for resource in expected:
+        assert found.get(group_resource(resource)) == resource
+    # Not listable and watchable, subresources, and events (excluded by default):
+    for name in ("componentstatuses", "bindings", "tokenreviews.authentication.k8s.io",
+                 "selfsubjectaccessreviews.authorization.k8s.io", "events", "events.events.k8s.io"):
+        assert name not in found
+    assert not [r for r in result.resources if "/" in r.plural]
+    assert {"v1", "apps/v1", "autoscaling/v2", "batch/v1"} <= result.group_versions
+    assert "autoscaling/v1" not in result.group_versions
+    with_events = by_group_resource((await discover(api, exclude=())).resources)
+    assert with_events["events"] == Resource("", "v1", "events", True, "Event")
+    assert with_events["events.events.k8s.io"].version == "v1"
+    # What discovery says can be listed can be listed.
+    for resource in result.resources:
+        lw = ListWatch(api, resource, None)
+        async for _ in lw.list_pages("", limit=1):
+            break
+
+
+async def test_discovery_follows_a_crd_created_and_deleted(api: Any) -> None:
+    discovery = ResourceDiscovery(api)
+    first = await discovery.refresh()
+    assert first.removed == frozenset() and first.added == first.current
+    widgets = await create_crd(api)
+    assert widgets not in first.current
+    try:
+        await until_discovered(discovery, present=widgets)
+        served = by_group_resource(discovery.current)[group_resource(widgets)]
+        assert served == widgets  # the storage version v1 is preferred over v1beta1
+    finally:
+        await delete_crd(api, widgets)
+    await until_discovered(discovery, absent=widgets)
+    assert GROUP + "/v1" not in discovery.failed
+
+
+def _fast_backoff(clock: Clock) -> Backoff:
+    return Backoff(initial=0.05, cap=0.5, clock=clock)
+
+
+async def server_rvs(api: Any, resource: Resource) -> dict[str, str]:
+    items, _ = await ListWatch(api, resource, None).list("")
+    return {_key(o): o["metadata"]["resourceVersion"] for o in items}
+
+
+def _key(obj: Any) -> str:
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+
+
+async def stored_rvs(storage: MirrorStorage, resource: Resource) -> dict[str, str]:
+    return {k: o["metadata"]["resourceVersion"] for k, o in (await storage.objects("real", resource)).items()}
+
+
+async def mirrored_equals_server(storage: MirrorStorage, api: Any, resource: Resource, timeout: float = 30) -> None:
+    """Until the rows of `resource` are the server's objects at their resourceVersions (a
+    fresh list each time: leases and endpoints change by themselves)."""
+    with anyio.fail_after(timeout):
+        while True:
+            if await stored_rvs(storage, resource) == await server_rvs(api, resource):
+                return
+            await anyio.sleep(0.1)
+
+
+async def test_mirror_every_resource_of_a_real_server(api: Any, namespace: str, tmp_path: Any) -> None:
+    ns_path = f"/api/v1/namespaces/{namespace}"
+    await create_many(api, f"{ns_path}/configmaps", [configmap(f"cm-{i}", app="mirror") for i in range(20)])
+    status, _ = await raw(api, "POST", f"{ns_path}/secrets",
+                          {"metadata": {"name": "s1"}, "stringData": {"k": "v"}})
+    assert status == 201
+    async with MirrorStorage(f"sqlite:///{tmp_path / 'mirror.db'}") as storage, \
+            Mirror(storage, discovery_interval=3600, reflector_config=ReflectorConfig(backoff=_fast_backoff),
+                   retry_initial=0.02, retry_cap=0.2, checkpoint_interval=0.05) as mirror:
+        cluster = await mirror.add_cluster("real", api)
+        assert await mirror.wait_for_sync(120), mirror.health()
+        assert set(cluster.resources) == set((await discover(api)).resources)
+        assert Resource.events not in cluster.resources
+
+        widgets = await create_crd(api)
+        try:
+            for i in range(3):
+                status, body = await raw(api, "POST", f"/apis/{GROUP}/v1/namespaces/{namespace}/{widgets.plural}",
+                                         {"apiVersion": f"{GROUP}/v1", "kind": widgets.kind,
+                                          "metadata": {"name": f"w{i}"}, "spec": {"size": i}})
+                assert status == 201, body
+            await _rediscover_until(cluster, lambda: widgets in cluster.resources)
+            assert await mirror.wait_for_sync(60), mirror.health()
+
+            # Changes while mirroring: an update, a delete, a create, in both kinds.
+            status, _ = await raw(api, "PUT", f"{ns_path}/configmaps/cm-0", configmap("cm-0", app="changed"))
+            assert status == 200
+            status, _ = await raw(api, "DELETE", f"{ns_path}/configmaps/cm-1")
+            assert status == 200
+            status, _ = await raw(api, "DELETE", f"/apis/{GROUP}/v1/namespaces/{namespace}/{widgets.plural}/w0")
+            assert status == 200
+            await create_many(api, f"{ns_path}/configmaps", [configmap("cm-new")])
+
+            for resource in cluster.resources:
+                await mirrored_equals_server(storage, api, resource)
+            for resource, path in ((Resource.configmaps, f"{ns_path}/configmaps"),
+                                   (widgets, f"/apis/{GROUP}/v1/namespaces/{namespace}/{widgets.plural}")):
+                status, listing = await raw(api, "GET", path)
+                assert status == 200
+                rows = {k: v for k, v in (await storage.objects("real", resource)).items()
+                        if k.startswith(f"{namespace}/")}
+                type_meta = {"kind": resource.kind, "apiVersion": resource.api_version}
+                for o in listing["items"]:
+                    o["metadata"].pop("managedFields", None)  # dropped at decode (listwatch.py)
+                assert rows == {_key(o): {**type_meta, **o} for o in listing["items"]}
+            assert sorted(rows) == [f"{namespace}/w1", f"{namespace}/w2"]
+            informer = cluster.informer(widgets)
+            assert informer is not None
+        finally:
+            await delete_crd(api, widgets)
+        # The CRD's informer stops (its watch ends, the relist gets 404, discovery runs) and
+        # its rows go.
+        await _rediscover_until(cluster, lambda: widgets not in cluster.resources, poke=False)
+        assert not informer.health().running
+        assert await storage.objects("real", widgets) == {}
+        assert mirror.health().clusters["real"].discovery_error is None
+
+
+async def _rediscover_until(cluster: ClusterSync, condition: Callable[[], bool], timeout: float = 60,
+                            poke: bool = True) -> None:
+    """Until `condition()`; with `poke`, asking for discovery every half second (as the
+    interval would): the server's discovery documents follow a CRD a moment after it is
+    established."""
+    with anyio.fail_after(timeout):
+        while not condition():
+            if poke:
+                cluster.rediscover()
+            with contextlib.suppress(TimeoutError):
+                await eventually(condition, 0.5, interval=0.05)
