@@ -21,6 +21,7 @@ from kinformer import ListWatch, Resource
 from kinformer.backoff import Backoff
 from kinformer.clock import Clock
 from kinformer.discovery import ResourceDiscovery, discover, group_resource
+from kinformer.errors import ServerError
 from kinformer.mirror.storage import MirrorStorage
 from kinformer.mirror.sync import ClusterSync, Mirror
 from kinformer.reflector import ReflectorConfig
@@ -31,34 +32,32 @@ from tests.e2e.helpers import configmap, create_many
 GROUP = "e2e.kinformer.io"
 
 
-def crd(plural: str, kind: str) -> dict[str, Any]:
+def crd(plural: str, kind: str, versions: tuple[str, ...]) -> dict[str, Any]:
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {"group": GROUP, "scope": "Namespaced",
                  "names": {"plural": plural, "singular": plural[:-1], "kind": kind, "listKind": f"{kind}List"},
-                 "versions": [
-                     {"name": "v1", "served": True, "storage": True,
-                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}},
-                     {"name": "v1beta1", "served": True, "storage": False,
-                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}},
-                 ]},
+                 "versions": [{"name": v, "served": True, "storage": i == 0, "schema": schema}
+                              for i, v in enumerate(versions)]},
     }
 
 
-async def create_crd(api: Any) -> Resource:
-    """A fresh CRD (a unique plural per test), returned once the server says Established."""
+async def create_crd(api: Any, versions: tuple[str, ...] = ("v1", "v1beta1")) -> Resource:
+    """A fresh CRD (a unique plural per call; the first version stores), returned once the
+    server says Established, as the Resource of its first version."""
     plural = f"widgets{uuid.uuid4().hex[:6]}s"
     kind = f"Widget{plural[7:13].capitalize()}"
     status, body = await raw(api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                             crd(plural, kind))
+                             crd(plural, kind, versions))
     assert status == 201, body
     with anyio.fail_after(30):
         while True:
             _, got = await raw(api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{GROUP}")
             conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or ()}
             if conditions.get("Established") == "True":
-                return Resource(GROUP, "v1", plural, True, kind)
+                return Resource(GROUP, versions[0], plural, True, kind)
             await anyio.sleep(0.1)
 
 
@@ -110,7 +109,7 @@ async def test_discover_finds_the_builtin_resources(api: Any) -> None:
         assert name not in found
     assert not [r for r in result.resources if "/" in r.plural]
     assert {"v1", "apps/v1", "autoscaling/v2", "batch/v1"} <= result.group_versions
-    assert "autoscaling/v1" not in result.group_versions
+    assert "autoscaling/v1" in result.group_versions  # read, but its resources are autoscaling/v2's
     with_events = by_group_resource((await discover(api, exclude=())).resources)
     assert with_events["events"] == Resource("", "v1", "events", True, "Event")
     assert with_events["events.events.k8s.io"].version == "v1"
@@ -121,20 +120,65 @@ async def test_discover_finds_the_builtin_resources(api: Any) -> None:
             break
 
 
-async def test_discovery_follows_a_crd_created_and_deleted(api: Any) -> None:
+async def test_discovery_follows_crds_created_and_deleted(api: Any) -> None:
     discovery = ResourceDiscovery(api)
     first = await discovery.refresh()
     assert first.removed == frozenset() and first.added == first.current
     widgets = await create_crd(api)
+    # A second CRD of the group served only at v1beta1, which is not the group's preferred
+    # version (v1, from the first CRD): it is found at v1beta1.
+    gadgets = await create_crd(api, ("v1beta1",))
     assert widgets not in first.current
     try:
         await until_discovered(discovery, present=widgets)
-        served = by_group_resource(discovery.current)[group_resource(widgets)]
-        assert served == widgets  # the storage version v1 is preferred over v1beta1
+        await until_discovered(discovery, present=gadgets)
+        served = by_group_resource(discovery.current)
+        assert served[group_resource(widgets)] == widgets  # the preferred v1, not v1beta1 too
+        assert served[group_resource(gadgets)] == gadgets
+        assert gadgets.api_version == f"{GROUP}/v1beta1"
+        assert len([r for r in discovery.current if r.group == GROUP]) == 2
     finally:
         await delete_crd(api, widgets)
     await until_discovered(discovery, absent=widgets)
-    assert GROUP + "/v1" not in discovery.failed
+    assert gadgets in discovery.current  # the group stays (now preferring v1beta1)
+    await delete_crd(api, gadgets)
+    await until_discovered(discovery, absent=gadgets)
+    assert not [r for r in discovery.current if r.group == GROUP]
+    assert not discovery.failed
+
+
+async def test_discovery_tolerates_an_unavailable_aggregated_api(api: Any) -> None:
+    """An APIService whose backend does not exist: the aggregator lists its group and
+    answers 503 for its document, as metrics.k8s.io does while metrics-server is down."""
+    group = f"agg{uuid.uuid4().hex[:6]}.{GROUP}"
+    name = f"v1beta1.{group}"
+    status, body = await raw(api, "POST", "/apis/apiregistration.k8s.io/v1/apiservices", {
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+        "spec": {"group": group, "version": "v1beta1", "service": {"namespace": "default", "name": "no-such-service"},
+                 "insecureSkipTLSVerify": True, "groupPriorityMinimum": 100, "versionPriority": 10}})
+    assert status == 201, body
+    discovery = ResourceDiscovery(api)
+    try:
+        with anyio.fail_after(30):
+            while True:
+                change = await discovery.refresh()
+                if f"{group}/v1beta1" in change.failed:
+                    break
+                await anyio.sleep(0.1)
+        error = change.failed[f"{group}/v1beta1"]
+        assert isinstance(error, ServerError) and error.code == 503, error
+        assert list(change.failed) == [f"{group}/v1beta1"]
+        assert Resource.pods in change.current and Resource.configmaps in change.current
+        again = await discovery.refresh()  # still failing: nothing added or removed
+        assert (again.added, again.removed) == (frozenset(), frozenset())
+    finally:
+        status, body = await raw(api, "DELETE", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
+        assert status == 200, body
+    with anyio.fail_after(30):
+        while True:
+            if not (await discovery.refresh()).failed:
+                break
+            await anyio.sleep(0.1)
 
 
 def _fast_backoff(clock: Clock) -> Backoff:
