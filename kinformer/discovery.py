@@ -18,6 +18,8 @@ way its garbage collector filters it, with the pitfalls of seed 001 handled:
 - A group-version whose document fails (an aggregated API answering 503, typically
   metrics.k8s.io) is tolerated: the result holds the partial set and `failed` names each
   group-version with its error; `/api`, `/api/v1` or `/apis` failing raises (nothing to go on).
+  A group-version answering 404 is not a failure: it is gone (a CRD deleted after `/apis`
+  was read), and serves nothing.
   As in client-go, a group-resource whose preferred version failed is taken from another
   version of the group that answered, if one serves it.
 
@@ -40,7 +42,7 @@ import aiohttp
 import orjson
 
 from kinformer._logging import get_logger
-from kinformer.errors import ConnectionFailedError, DecodeError, KinformerError
+from kinformer.errors import ConnectionFailedError, DecodeError, KinformerError, NotFoundError
 from kinformer.listwatch import _raise_for_status
 from kinformer.resources import Resource
 
@@ -122,6 +124,8 @@ async def discover(api_client: Any, *, exclude: Iterable[str] = DEFAULT_EXCLUDE,
             gv = f"{name}/{version}"
             try:
                 document = await _get_json(api_client, f"/apis/{gv}")
+            except NotFoundError:
+                continue  # gone between reading /apis and this (a CRD deleted): not a failure
             except KinformerError as error:
                 failed[gv] = error
                 continue

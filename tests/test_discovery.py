@@ -150,6 +150,16 @@ async def test_refresh_keeps_failed_groups_and_drops_vanished_ones(stub: tuple[D
     assert third.removed == {metrics} and not rd.failed
 
 
+async def test_a_group_version_answering_404_is_gone_not_failed(stub: tuple[Discovery, Any]) -> None:
+    d, client = stub
+    rd = ResourceDiscovery(client)
+    metrics = Resource("metrics.k8s.io", "v1beta1", "pods")
+    assert metrics in (await rd.refresh()).current
+    d.failing["/apis/metrics.k8s.io/v1beta1"] = 404  # still listed in /apis: deleted in between
+    change = await rd.refresh()
+    assert change.removed == {metrics} and not change.failed
+
+
 async def test_unreachable_server_is_a_connection_error() -> None:
     from kubernetes_asyncio.client import ApiClient, Configuration
 
