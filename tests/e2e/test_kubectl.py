@@ -4,14 +4,17 @@ kubectl v1.36.3 (built from its module by controlplane/build.sh) runs with no ku
 (HOME and KUBECONFIG point into a temp dir; `--server` names the endpoint) against a
 `CacheApi` over pods of a real kube-apiserver, and every answer is compared with the same
 command run against that API server: lists with set-based label selectors and field
-selectors (`-o json`, `-o name`), get by name, a NotFound, `--chunk-size` paging (the
-continue tokens are the cache's own), `--watch`, and the default table output.
+selectors (`-o json`, `-o name`, sorted `-o custom-columns`), get by name, a NotFound,
+`--chunk-size` paging (the continue tokens are the cache's own), `--watch` (the same
+events at the same resourceVersions), the default table output; and `kubectl
+api-resources` shows what the cache serves.
 
 The cache answers kubectl's Table request (`Accept: application/json;as=Table;...`) with the
-list itself, and kubectl falls back to its built-in printing (client-go documents that
-fallback): the table has the NAME and AGE columns, not the API server's pod printer's
-READY/STATUS/RESTARTS, which are computed server-side (k8s.io/kubernetes/pkg/printers). The
-test holds that difference down: the names, in order, equal the server's.
+list itself, and kubectl falls back to its built-in printing (kubectl logs "Falling back to
+hardcoded types"): the table has the NAME and AGE columns, not the API server's pod
+printer's READY/STATUS/RESTARTS, which are computed server-side
+(k8s.io/kubernetes/pkg/printers). The test holds that difference down: the names, in
+order, equal the server's.
 """
 
 from __future__ import annotations
@@ -151,6 +154,12 @@ async def test_kubectl_lists_and_gets_what_the_server_says(api: Any, cluster: En
             await server("get", "pod", "web-1", *ns, "-o", "json")
         assert got_one.code == 0 and orjson.loads(got_one.out) == orjson.loads(want_one.out)
         assert orjson.loads(got_one.out)["kind"] == "Pod"
+
+        columns = ["-o", "custom-columns=NAME:.metadata.name,APP:.metadata.labels.app,RESTART:.spec.restartPolicy",
+                   "--sort-by=.spec.restartPolicy"]
+        got_columns, want_columns = await ours("get", "pods", *ns, *columns), await server("get", "pods", *ns, *columns)
+        assert got_columns.code == 0 and got_columns.out == want_columns.out, got_columns.err
+        assert len(got_columns.out.splitlines()) == len(PODS) + 1
 
         missing, want_missing = await ours("get", "pod", "nope", *ns), await server("get", "pod", "nope", *ns)
         assert (missing.code, missing.err) == (want_missing.code, want_missing.err) == (
