@@ -43,9 +43,11 @@ $(E2E_STAMP): pyproject.toml Makefile $(DEV_STAMP)
 	$(PY) -m pip install -q -e '.[dev,e2e]'
 	touch $@
 
-# Builds kube-apiserver and etcd from their Go modules once (cached in ~/.cache/kinformer-e2e),
-# starts them on loopback and runs tests/e2e; KINFORMER_E2E_KUBECONFIG=path uses that cluster.
+# Builds kube-apiserver, etcd and kubectl from their Go modules once (cached in
+# ~/.cache/kinformer-e2e; only Go is needed), starts the control plane on loopback and runs
+# tests/e2e; KINFORMER_E2E_KUBECONFIG=path uses that cluster (then only kubectl is built).
 e2e: $(E2E_STAMP)
+	tests/e2e/controlplane/build.sh $(if $(KINFORMER_E2E_KUBECONFIG),kubectl) >/dev/null
 	$(VENV)/bin/pytest -q tests/e2e
 
 # Runs benchmarks/ (builds the client-go peer with Go), writes benchmarks/results/latest.json

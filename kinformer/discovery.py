@@ -4,8 +4,13 @@
 way its garbage collector filters it, with the pitfalls of seed 001 handled:
 
 - Legacy discovery documents: `/api` and `/api/v1` for the core group, `/apis` for the
-  groups, then `/apis/{group}/{preferred version}` per group. Only each group's
-  *preferred* version is informed (the others are the same objects in etcd).
+  groups, then `/apis/{group}/{version}` for every version of every group. Each
+  group-resource is informed once, at the group's *preferred* version when that version
+  serves it (the other versions are the same objects in etcd), else at the first version
+  `/apis` lists that serves it — what client-go's `ServerPreferredResources` does. A
+  resource served only by a non-preferred version is not rare: two CRDs sharing a group
+  (the Prometheus operator's `alertmanagerconfigs` is v1alpha1 while the group prefers
+  v1), or an API whose other kinds graduated.
 - A resource is kept when its verbs include `list` and `watch` (`verbs=` to change), its
   name has no `/` (a subresource such as `pods/log`), and its group-resource is not
   excluded: `events` and `events.events.k8s.io` by default (handling events creates more
@@ -13,10 +18,16 @@ way its garbage collector filters it, with the pitfalls of seed 001 handled:
 - A group-version whose document fails (an aggregated API answering 503, typically
   metrics.k8s.io) is tolerated: the result holds the partial set and `failed` names each
   group-version with its error; `/api`, `/api/v1` or `/apis` failing raises (nothing to go on).
+  A group-version answering 404 is not a failure: it is gone (a CRD deleted after `/apis`
+  was read), and serves nothing.
+  As in client-go, a group-resource whose preferred version failed is taken from another
+  version of the group that answered, if one serves it.
 
 `ResourceDiscovery` keeps the answer across runs, as the GC's `Sync` does: the resources of
 a group-version that failed this time are kept from the previous answer (a flaky aggregated
-API does not stop and restart its informers), the partial set is logged once per change of
+API does not stop and restart its informers; a kept resource wins over the same
+group-resource found at another version this time, so a failing preferred version does not
+switch an informer to another version and back), the partial set is logged once per change of
 the failed set, and `refresh()` returns what appeared and what disappeared (a CRD created,
 a CRD deleted: its group answers 404 or is gone from `/apis`).
 """
@@ -31,7 +42,7 @@ import aiohttp
 import orjson
 
 from kinformer._logging import get_logger
-from kinformer.errors import ConnectionFailedError, DecodeError, KinformerError
+from kinformer.errors import ConnectionFailedError, DecodeError, KinformerError, NotFoundError
 from kinformer.listwatch import _raise_for_status
 from kinformer.resources import Resource
 
@@ -50,7 +61,7 @@ class DiscoveryResult:
     failed: dict[str, BaseException] = field(default_factory=dict)
     """group-version → the error its discovery document answered with."""
     group_versions: frozenset[str] = frozenset()
-    """The group-versions whose documents were read (preferred versions)."""
+    """The group-versions whose documents were read (every served version)."""
 
 
 async def _get_json(api_client: Any, path: str) -> Any:
@@ -103,18 +114,25 @@ async def discover(api_client: Any, *, exclude: Iterable[str] = DEFAULT_EXCLUDE,
     groups = await _get_json(api_client, "/apis")
     for group in groups.get("groups") or ():
         name = group.get("name") or ""
-        preferred = (group.get("preferredVersion") or {}).get("version") or next(
-            (v.get("version") for v in group.get("versions") or () if v.get("version")), "")
+        versions = [v.get("version") for v in group.get("versions") or () if v.get("version")]
+        preferred = (group.get("preferredVersion") or {}).get("version") or next(iter(versions), "")
         if not name or not preferred:
             continue
-        gv = f"{name}/{preferred}"
-        try:
-            document = await _get_json(api_client, f"/apis/{gv}")
-        except KinformerError as error:
-            failed[gv] = error
-            continue
-        read.add(gv)
-        found += _resources(document, name, preferred, wanted, excluded)
+        # The preferred version first, then the others in the order /apis gives (priority).
+        chosen: dict[str, Resource] = {}
+        for version in [preferred, *(v for v in versions if v != preferred)]:
+            gv = f"{name}/{version}"
+            try:
+                document = await _get_json(api_client, f"/apis/{gv}")
+            except NotFoundError:
+                continue  # gone between reading /apis and this (a CRD deleted): not a failure
+            except KinformerError as error:
+                failed[gv] = error
+                continue
+            read.add(gv)
+            for res in _resources(document, name, version, wanted, excluded):
+                chosen.setdefault(res.plural, res)
+        found += chosen.values()
     return DiscoveryResult(tuple(found), failed, frozenset(read))
 
 
@@ -142,7 +160,8 @@ class ResourceDiscovery:
         """Discover again; raises what `discover` raises (then nothing changed)."""
         result = await discover(self.api_client, exclude=self.exclude, verbs=self.verbs)
         kept = {r for r in self.current if r.api_version in result.failed}
-        current = frozenset(result.resources) | kept
+        kept_names = {group_resource(r) for r in kept}
+        current = frozenset(r for r in result.resources if group_resource(r) not in kept_names) | kept
         if set(result.failed) != set(self.failed):
             if result.failed:
                 self.log.warning("discovery failed for some groups; using the partial set",

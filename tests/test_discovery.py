@@ -34,7 +34,8 @@ class Discovery:
                                       resource("nodes", "Node", namespaced=False)]},
             "/apis/apps/v1": {"resources": [resource("deployments", "Deployment"),
                                             resource("deployments/scale", "Scale")]},
-            "/apis/apps/v1beta1": {"resources": [resource("oldthings", "OldThing")]},
+            "/apis/apps/v1beta1": {"resources": [resource("deployments", "Deployment"),
+                                                 resource("oldthings", "OldThing")]},
             "/apis/events.k8s.io/v1": {"resources": [resource("events", "Event")]},
             "/apis/metrics.k8s.io/v1beta1": {"resources": [resource("pods", "PodMetrics", ["get", "list", "watch"])]},
         }
@@ -91,7 +92,11 @@ def names(resources: Any) -> set[str]:
 async def test_preferred_listable_watchable_no_subresources_no_events(stub: tuple[Discovery, Any]) -> None:
     _, client = stub
     result = await discover(client)
-    assert names(result.resources) == {"pods/v1", "nodes/v1", "deployments.apps/v1", "pods.metrics.k8s.io/v1beta1"}
+    # deployments at the preferred v1 only; oldthings, which only v1beta1 serves, at v1beta1.
+    assert names(result.resources) == {"pods/v1", "nodes/v1", "deployments.apps/v1", "oldthings.apps/v1beta1",
+                                       "pods.metrics.k8s.io/v1beta1"}
+    assert len(result.resources) == len(names(result.resources))
+    assert result.group_versions == {"v1", "apps/v1", "apps/v1beta1", "events.k8s.io/v1", "metrics.k8s.io/v1beta1"}
     nodes = next(r for r in result.resources if r.plural == "nodes")
     assert not nodes.namespaced and nodes.kind == "Node"
     assert not result.failed
@@ -103,9 +108,23 @@ async def test_a_failing_group_is_tolerated_and_named(stub: tuple[Discovery, Any
     d, client = stub
     d.failing["/apis/metrics.k8s.io/v1beta1"] = 503
     result = await discover(client)
-    assert names(result.resources) == {"pods/v1", "nodes/v1", "deployments.apps/v1"}
+    assert names(result.resources) == {"pods/v1", "nodes/v1", "deployments.apps/v1", "oldthings.apps/v1beta1"}
     assert list(result.failed) == ["metrics.k8s.io/v1beta1"]
     assert isinstance(result.failed["metrics.k8s.io/v1beta1"], ServerError)
+
+
+async def test_a_failing_preferred_version_keeps_its_resources_at_that_version(stub: tuple[Discovery, Any]) -> None:
+    d, client = stub
+    rd = ResourceDiscovery(client)
+    deployments = Resource("apps", "v1", "deployments")
+    assert deployments in (await rd.refresh()).current
+    d.failing["/apis/apps/v1"] = 503
+    # discover() alone takes deployments from the version that answered, as client-go does ...
+    assert "deployments.apps/v1beta1" in names((await discover(client)).resources)
+    # ... but the running set keeps the informer it has rather than switching versions.
+    second = await rd.refresh()
+    assert not second.added and not second.removed and list(second.failed) == ["apps/v1"]
+    assert [r for r in second.current if r.plural == "deployments"] == [deployments]
 
 
 async def test_the_core_documents_failing_raises(stub: tuple[Discovery, Any]) -> None:
@@ -129,6 +148,16 @@ async def test_refresh_keeps_failed_groups_and_drops_vanished_ones(stub: tuple[D
     del d.groups["metrics.k8s.io"]  # the APIService is gone
     third = await rd.refresh()
     assert third.removed == {metrics} and not rd.failed
+
+
+async def test_a_group_version_answering_404_is_gone_not_failed(stub: tuple[Discovery, Any]) -> None:
+    d, client = stub
+    rd = ResourceDiscovery(client)
+    metrics = Resource("metrics.k8s.io", "v1beta1", "pods")
+    assert metrics in (await rd.refresh()).current
+    d.failing["/apis/metrics.k8s.io/v1beta1"] = 404  # still listed in /apis: deleted in between
+    change = await rd.refresh()
+    assert change.removed == {metrics} and not change.failed
 
 
 async def test_unreachable_server_is_a_connection_error() -> None:

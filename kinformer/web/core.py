@@ -17,7 +17,8 @@ point works (kubernetes_asyncio's typed `CoreV1Api`, kubectl):
   missing or wrong bearer token (when one is configured); 403 a denied resource (Secrets
   unless `allow_secrets=True`, and `deny=`), or a
   namespace the cache does not hold (an informer restricted to one namespace serves only
-  that one: answering for others would present a partial cache as complete); 404 an
+  that one: answering for others would present a partial cache as complete), and a
+  namespace object (`/api/v1/namespaces/{name}`) when namespaces are not served; 404 an
   unknown path, resource or object; 405 a method other than GET; 410 an expired continue
   token or watch resourceVersion; 503 (with Retry-After) a resource whose informer has not
   synced or is not running — never a partial cache served as if complete.
@@ -432,6 +433,11 @@ class CacheApi:
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         served = self._served.get((group, version, rest[0]))
+        if served is None and not group and rest[0] == "namespaces" and len(rest) == 2:
+            # Not 404: kubectl reads a 404 here as "the namespace does not exist" and reports
+            # that instead of the object's own NotFound; 403 is what it gets from RBAC.
+            raise ForbiddenError(403, "Forbidden", f'namespaces "{rest[1]}" is forbidden: this cache does not '
+                                 'serve namespaces', status={"details": {"name": rest[1], "kind": "namespaces"}})
         if served is None or len(rest) > 2 or (namespace is not None and not served.resource.namespaced):
             raise NotFoundError(404, "NotFound", _NOT_FOUND)
         if len(rest) == 2 and served.resource.namespaced and namespace is None:

@@ -1,6 +1,7 @@
 """The end-to-end tier: a real kube-apiserver + etcd (built from their Go modules by
 `controlplane/build.sh`, started by `controlplane/cluster.py`), or any cluster named by
-`KINFORMER_E2E_KUBECONFIG` (tests that need to compact etcd are skipped there)."""
+`KINFORMER_E2E_KUBECONFIG` (tests that need to compact etcd are skipped there). kubectl,
+built the same way, is the client nobody here wrote (test_kubectl.py)."""
 
 from __future__ import annotations
 
@@ -34,13 +35,25 @@ def cluster() -> Iterator[Endpoints]:
         user = next(u for u in config["users"] if u["name"] == context["user"])["user"]
         yield Endpoints(server, user.get("token", ""), external, None)
         return
-    bin_dir = subprocess.run([str(HERE / "controlplane" / "build.sh")], check=True, capture_output=True,
-                             text=True).stdout.strip().splitlines()[-1]
-    plane = ControlPlane(bin_dir)
+    plane = ControlPlane(built("etcd", "kube-apiserver"))
     try:
         yield plane.start()
     finally:
         plane.stop()
+
+
+def built(*binaries: str) -> str:
+    """The directory holding `binaries`, built by controlplane/build.sh first if missing."""
+    done = subprocess.run([str(HERE / "controlplane" / "build.sh"), *binaries], check=False, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"controlplane/build.sh {' '.join(binaries)} failed:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def kubectl_path() -> str:
+    return str(Path(built("kubectl")) / "kubectl")
 
 
 class TcpProxy:
