@@ -392,9 +392,9 @@ class Cluster:
                                 entry["kind"])
             self.register(resource, fields=entry["fields"], builtin=entry["builtin"])
         for entry in state["resources"]:
-            resource = self.lookup(entry["group"], entry["version"], entry["plural"])
-            assert resource is not None
-            info = self.resources[resource]
+            known = self.lookup(entry["group"], entry["version"], entry["plural"])
+            assert known is not None
+            info = self.resources[known]
             info.objects = {object_key(o["metadata"].get("namespace"), o["metadata"]["name"]): o
                             for o in entry["objects"]}
         self.rv = rv
