@@ -86,6 +86,7 @@ from kinformer.testing import FakeApiServer, eventually
 NAMESPACES = 4
 FAULTS = ("drop", "compact-storm", "429", "500-list", "500-watch", "malformed", "stall", "restart")
 RESOURCES = {"configmaps": Resource.configmaps, "secrets": Resource.secrets}
+IDLE_TIMEOUT = 0.6  # the reflectors' watch idle timeout (bookmarks come every 0.2 s)
 MAX_LAG = 2000
 PACE_LIMIT = 5.0
 RECONCILE_FAIL_EVERY = 151
@@ -203,7 +204,7 @@ class Writer:
             server.malformed_lines(3)
         elif kind == "stall":
             server.stall_watches()
-            await asyncio.sleep(1.5)  # past the idle timeout: the watches are declared dead
+            await asyncio.sleep(IDLE_TIMEOUT * 1.5)  # past the idle timeout: the watches are declared dead
             server.stall_watches(False)
         else:
             raise ValueError(f"no such fault {kind!r} (a restart is the soak's to do)")
@@ -301,7 +302,7 @@ class ServerProcess:
     async def restart(self) -> None:
         """Stop it (state saved), let connections be refused for a moment, start a new one."""
         await self.stop()
-        await anyio.sleep(0.3)  # the outage: clients see connection refused meanwhile
+        await anyio.sleep(0.2)  # the outage: clients see connection refused meanwhile
         await self.start(resume=True)
         self.restarts += 1
 
@@ -514,7 +515,7 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
     started = time.monotonic()
     rss: list[tuple[float, float]] = []
     server_rss = 0.0
-    config = ReflectorConfig(backoff=_fast_backoff, idle_timeout=1.0, min_watch_timeout=30.0)
+    config = ReflectorConfig(backoff=_fast_backoff, idle_timeout=IDLE_TIMEOUT, min_watch_timeout=30.0)
     with tempfile.TemporaryDirectory(prefix="kinformer-soak-") as state_dir:
         child = ServerProcess(seed, objects, fault_every, state_dir)
         client: Any = None

@@ -7,7 +7,7 @@ from tests.soak import FAULTS, run_soak
 
 
 async def test_soak_ci_sized() -> None:
-    report = await run_soak(events=50_000, seed=7, objects=2000, fault_every=1500, checkpoint_every=12_500)
+    report = await run_soak(events=50_000, seed=7, objects=2000, fault_every=2000, checkpoint_every=12_500)
     assert report.events == 50_000
     assert all(report.faults[kind] >= 1 for kind in FAULTS), report.faults
     assert report.server_restarts == report.faults["restart"]
