@@ -37,8 +37,6 @@ class OpenWatch:
 
     dropped: bool = False
     sent: int = 0
-    cursor: int = 0
-    """The RV up to which the stream has gone through the history (0: not started yet)."""
 
 
 @dataclass(slots=True)

@@ -134,7 +134,7 @@ class _Stream:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if cursor is None or send_initial:
-            at = watch.cursor = cluster.rv
+            at = cluster.rv
             objects, keys = cluster.snapshot(resource, at)
             for key in keys:
                 obj = objects[key]
@@ -143,7 +143,6 @@ class _Stream:
             if send_initial and bookmarks and not await self.send("BOOKMARK", self.bookmark(at, initial_end=True)):
                 return
             cursor = at
-        watch.cursor = cursor
         next_bookmark = loop.time() + self.settings.bookmark_interval
         while True:
             await self.faults.wait_while_stalled(watch)
@@ -158,13 +157,13 @@ class _Stream:
             for event in cluster.events_after(cursor):
                 if event.rv > latest:
                     break
-                cursor = watch.cursor = event.rv
+                cursor = event.rv
                 if event.resource != resource:
                     continue
                 kind = translate(event, self.matches)
                 if kind is not None and not await self.send(kind, event.obj):
                     return
-            cursor = watch.cursor = latest
+            cursor = latest
             now = loop.time()
             if now >= deadline:
                 if bookmarks:

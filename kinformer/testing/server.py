@@ -261,10 +261,3 @@ class FakeApiServer:
     @property
     def open_watches(self) -> int:
         return len(self._faults.watches)
-
-    def watch_lag(self) -> int:
-        """How many resourceVersions the furthest-behind open watch has still to go through
-        (0 with no watch streaming events; a watch still sending its initial state counts
-        from the RV it started at). A writer that must not outrun its watchers paces on it."""
-        rv = self.cluster.rv
-        return max((rv - w.cursor for w in self._faults.watches if w.cursor), default=0)
