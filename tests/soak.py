@@ -15,10 +15,13 @@ resourceVersion counter, and the generator's own position and random state) and 
 soak starts a new one on the same port from that file (connections refused meanwhile; the new
 server has no history, so every watch gets 410 and relists). The same seed gives the same
 writes and the same faults at the same points, however the processes are scheduled. A slow
-handler (full configmaps) lets its queue back up. The writer paces itself on the server's
-`watch_lag()` (at most `MAX_LAG` RVs ahead of the slowest open watch, for at most
-`PACE_LIMIT` seconds at a time): without it a writer on its own core outruns any client and
-every watch falls off the end of the history.
+handler (full configmaps) lets its queue back up. Flow control: the soak asks for `STEP`
+writes at a time and asks for the next step only once every informer has taken in the
+resourceVersion the step before ended at (its reflector got there, by an event or a bookmark,
+and its FIFO holds at most a step), waiting at most `PACE_LIMIT` seconds (a `pace_timeouts` in
+the report). So the writer is at most two steps ahead of the slowest informer: without that,
+a writer on its own core outruns the informers, the backlog sits unbounded in socket buffers
+and FIFOs, and a checkpoint waits for minutes.
 
 Control channel: JSON lines, the soak writes commands to the server process's stdin and reads
 exactly one reply line per command, in order, from its stdout:
@@ -27,8 +30,11 @@ exactly one reply line per command, in order, from its stdout:
   Outside a `run` nothing is written: that is "pause writes"; the next `run` resumes.
 - `{"op": "state"}` → `{"state": {resource: {key: [rv, labels]}}, "rv": ...}`.
 - `{"op": "fault", "kind": K}` → injects K now (counted like a scheduled one): `{"ok": K}`.
-- `{"op": "stats"}` → `{"events": n, "faults": {kind: count}, "rss_mib": ...}`.
-- `{"op": "stop"}` → saves the state files, replies `{"stopped": n}`, exits 0.
+  The soak drops every watch this way before each checkpoint, so a checkpoint also checks a
+  resume with nothing new to send.
+- `{"op": "stats"}` → `{"events": n, "faults": {kind: count}}`.
+- `{"op": "stop"}` → saves the state files, replies `{"stopped": n, "log_records": {...}}`
+  (this process's aiohttp log records by logger and level: counted, not printed), exits 0.
 Ready line at start: `{"url", "token", "events", "rv"}`. EOF on stdin stops it without saving.
 
 Informers: full (configmaps and secrets), metadata-only (configmaps), and namespace-scoped with
@@ -99,6 +105,15 @@ def _rss_mib(pid: int | str = "self") -> float:
             return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
     except OSError:
         return 0.0
+
+
+class _CountingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[f"{record.name} {record.levelname}"] += 1
 
 
 # -- the server process ----------------------------------------------------------------------
@@ -204,6 +219,12 @@ def _state_reply(server: FakeApiServer) -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    # aiohttp logs a traceback when a client goes away while a response starts (the soak's
+    # drops and idle timeouts do that all the time): counted and reported, not printed.
+    logs = _CountingHandler()
+    aiohttp_logger = logging.getLogger("aiohttp")
+    aiohttp_logger.addHandler(logs)
+    aiohttp_logger.propagate = False
     state_dir = Path(args.state_dir)
     server = FakeApiServer(bookmark_interval=0.2, history_size=5000, port=args.port)
     writer = Writer(server, args.seed, args.objects, args.fault_every)
@@ -239,7 +260,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 await server.stop()
                 server.save_state(state_dir / "server.json")
                 (state_dir / "writer.json").write_text(json.dumps(writer.dump()))
-                reply({"stopped": writer.events})
+                reply({"stopped": writer.events, "log_records": logs.counts})
                 return
             else:
                 reply({"error": f"unknown op {op!r}"})
@@ -257,6 +278,8 @@ class ServerProcess:
         self.port = 0
         self.url = self.token = ""
         self.restarts = 0
+        self.log_records: Counter[str] = Counter()
+        """The aiohttp log records of every server process so far (each reports them at its stop)."""
 
     async def start(self, resume: bool = False) -> None:
         argv = [*self.argv, "--port", str(self.port), *(["--resume"] if resume else [])]
@@ -291,7 +314,7 @@ class ServerProcess:
         self.restarts += 1
 
     async def stop(self) -> None:
-        await self.request({"op": "stop"})
+        self.log_records.update((await self.request({"op": "stop"}))["log_records"])
         assert self.proc is not None
         with anyio.fail_after(30):
             await self.proc.wait()
@@ -344,6 +367,7 @@ class SoakReport:
     reconciles_slow: int = 0
     rss_max_mib: float = 0.0
     rss_slope_mib_per_min: float = 0.0
+    rss_at_checkpoints_mib: list[float] = field(default_factory=list)
     server_rss_max_mib: float = 0.0
     log_records: dict[str, int] = field(default_factory=dict)
     tasks_leaked: int = 0
@@ -469,15 +493,6 @@ class Scope:
         return self.cached() == want and self.mirror.view == want
 
 
-class _CountingHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: Counter[str] = Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.counts[f"{record.name} {record.levelname}"] += 1
-
-
 def _slope_per_min(samples: list[tuple[float, float]]) -> float:
     if len(samples) < 2:
         return 0.0
@@ -530,6 +545,7 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
             controller.watches(scopes[0].informer)
 
             async def checkpoint() -> None:
+                await child.request({"op": "fault", "kind": "drop"})
                 state = (await child.request({"op": "state"}))["state"]
                 wants = [scope.expected(state) for scope in scopes]
                 try:
@@ -546,6 +562,7 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
                 if recorder.present() != wants[0]:
                     raise SoakFailure(f"controller record: {_diff(wants[0], recorder.record)}")
                 report.checkpoints += 1
+                report.rss_at_checkpoints_mib.append(round(_rss_mib(), 1))
 
             def caught_up(rv: int) -> bool:
                 for scope in scopes:
@@ -613,7 +630,8 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
     gc.collect()
     kinformer_logger.removeHandler(logs)
     kinformer_logger.propagate = saved_propagate
-    report.log_records = dict(sorted(logs.counts.items()))
+    server_logs = {f"server {k}": n for k, n in child.log_records.items()}
+    report.log_records = dict(sorted({**logs.counts, **server_logs}.items()))
     report.tasks_leaked = len(asyncio.all_tasks()) - tasks_before
     report.sockets_leaked = max(0, _sockets() - sockets_before)
     report.processes_leaked = max(0, _child_processes() - children_before)
