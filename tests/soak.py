@@ -252,8 +252,12 @@ async def _serve(args: argparse.Namespace) -> None:
             elif op == "state":
                 reply(_state_reply(server))
             elif op == "fault":
-                await writer.fault(command["kind"])
-                reply({"ok": command["kind"]})
+                try:
+                    await writer.fault(command["kind"])
+                except ValueError as exc:
+                    reply({"error": str(exc)})
+                else:
+                    reply({"ok": command["kind"]})
             elif op == "stats":
                 reply({"events": writer.events, "faults": writer.faults})
             elif op == "stop":
@@ -353,6 +357,8 @@ class SoakFailure(AssertionError):
 class SoakReport:
     events: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """CPU time of the soak process (the informers and the controller), not the server's."""
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
     server_restarts: int = 0
     checkpoints: int = 0
@@ -512,7 +518,7 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
     saved_propagate, kinformer_logger.propagate = kinformer_logger.propagate, False
     gc.collect()
     tasks_before, sockets_before, children_before = len(asyncio.all_tasks()), _sockets(), _child_processes()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     rss: list[tuple[float, float]] = []
     server_rss = 0.0
     config = ReflectorConfig(backoff=_fast_backoff, idle_timeout=IDLE_TIMEOUT, min_watch_timeout=30.0)
@@ -605,8 +611,9 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
                     writing = time.monotonic() - started
                     await checkpoint()
                     log(f"{target} events, checkpoint {report.checkpoints} ok at {writing:.1f}+"
-                        f"{time.monotonic() - started - writing:.1f} s, {report.pace_timeouts} pace timeouts, "
-                        f"rss {_rss_mib():.0f} MiB, server rss {server_rss:.0f} MiB")
+                        f"{time.monotonic() - started - writing:.1f} s (cpu {time.process_time() - cpu_started:.1f}), "
+                        f"{report.pace_timeouts} pace timeouts, rss {_rss_mib():.0f} MiB, "
+                        f"server rss {server_rss:.0f} MiB")
                 tg.cancel_scope.cancel()
             stats = await child.request({"op": "stats"})
             report.events, report.faults = stats["events"], stats["faults"]
@@ -636,6 +643,7 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
     report.sockets_leaked = max(0, _sockets() - sockets_before)
     report.processes_leaked = max(0, _child_processes() - children_before)
     report.seconds = round(time.monotonic() - started, 1)
+    report.cpu_seconds = round(time.process_time() - cpu_started, 1)
     report.rss_max_mib = round(max(r for _, r in rss), 1) if rss else 0.0
     report.rss_slope_mib_per_min = round(_slope_per_min([(t, r) for t, r in rss if t >= report.seconds * 0.3]), 2)
     report.server_rss_max_mib = round(server_rss, 1)
