@@ -644,7 +644,7 @@ async def run_soak(events: int, seed: int = 1, objects: int = 2000, fault_every:
     report.processes_leaked = max(0, _child_processes() - children_before)
     report.seconds = round(time.monotonic() - started, 1)
     report.cpu_seconds = round(time.process_time() - cpu_started, 1)
-    report.rss_max_mib = round(max(r for _, r in rss), 1) if rss else 0.0
+    report.rss_max_mib = round(max([r for _, r in rss] + report.rss_at_checkpoints_mib, default=0.0), 1)
     report.rss_slope_mib_per_min = round(_slope_per_min([(t, r) for t, r in rss if t >= report.seconds * 0.3]), 2)
     report.server_rss_max_mib = round(server_rss, 1)
     return report
