@@ -246,7 +246,8 @@ async def test_503_until_the_cache_runs_and_syncs(env: Env) -> None:
             async with make_client(kind, cache) as api:
                 reply = await api.request("GET", Q)
                 body = is_status(reply, 503, "ServiceUnavailable")
-                assert "is not running" in body["message"] and {k.lower(): v for k, v in reply.headers.items()}["retry-after"] == "1"
+                assert "is not running" in body["message"]
+                assert {k.lower(): v for k, v in reply.headers.items()}["retry-after"] == "1"
         async with cache.run():
             pods = factory.informer("pods")
             await eventually(lambda: pods.last_error is not None)
