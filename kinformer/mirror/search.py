@@ -61,10 +61,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from kinformer.errors import InvalidArgumentError, SelectorError
+from kinformer.errors import InvalidArgumentError, MissingExtraError, SelectorError
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+except ImportError as _missing:  # pragma: no cover - exercised by the packaging test's bare venv
+    raise MissingExtraError("kinformer.mirror's search", "sqlalchemy", "sql") from _missing
+
 from kinformer.mirror.storage import MirrorStorage, resources
 from kinformer.mirror.storage import _wrap as _storage_error
 from kinformer.resources import Resource
