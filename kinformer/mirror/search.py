@@ -34,6 +34,21 @@ ever becomes SQL (Clusterpedia passes `orderby` through raw). What each clause m
   position, so a row that did not change is never repeated or skipped between pages. A
   cursor made under another ordering, or that does not decode, is `InvalidArgumentError`.
 - `count=True`: `total` counts every match, ignoring cursor and limit.
+- A bad clause or cursor is `InvalidArgumentError`; the database failing is
+  `StorageUnavailableError` (cannot connect: retry) or `StorageError`, as for the storage.
+
+Where search and `Query` over caches holding the same objects disagree, by design (the
+mirror's property test asserts exactly these differences and agreement everywhere else):
+- Ties: search breaks them by (cluster, group, version, resource, namespace, name), the
+  table's key columns; `Query` by (cluster, `namespace/name` key), the API server's etcd key
+  order. They differ only when one namespace is another's prefix followed by a character
+  below `/` (`team` and `team-a`: `-` < `/`, so `team-a/x` sorts before `team/x` by key).
+- Text columns order as text: a digit-only name, namespace, uid or cluster sorts by code
+  point ("10" < "9" < "a"), where `Query`'s typed order puts numbers first, numerically.
+  resourceVersions and creationTimestamps are typed columns and order as `Query` orders them.
+- `where`/`fields` read a float as the database prints it (PostgreSQL and SQLite both print
+  1.0 as "1.0", as Python does, but exponents differ); `name_contains` folds ASCII case only
+  on SQLite (`lower()`), where `Query` uses `str.casefold`. Kubernetes names are ASCII.
 """
 
 from __future__ import annotations
@@ -46,11 +61,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from kinformer.errors import InvalidArgumentError, SelectorError
+from kinformer.errors import InvalidArgumentError, MissingExtraError, SelectorError
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+except ImportError as _missing:  # pragma: no cover - exercised by the packaging test's bare venv
+    raise MissingExtraError("kinformer.mirror's search", "sqlalchemy", "sql") from _missing
+
 from kinformer.mirror.storage import MirrorStorage, resources
+from kinformer.mirror.storage import _wrap as _storage_error
 from kinformer.resources import Resource
 from kinformer.selectors import EQUALS, EXISTS, GT, IN, NOT_EQUALS, NOT_EXISTS, NOT_IN, FieldSelector, LabelSelector
 
@@ -407,14 +428,18 @@ async def search(storage: MirrorStorage, query: SearchQuery, *, count: bool = Fa
     stmt = stmt.order_by(*order)
     if query.limit_ is not None:
         stmt = stmt.limit(query.limit_ + 1)
-    async with storage.engine.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
-        total = None
-        if count:
-            counted = sa.select(sa.func.count()).select_from(resources)
-            if filters:
-                counted = counted.where(*filters)
-            total = int((await conn.execute(counted)).scalar() or 0)
+    try:
+        async with storage.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+            total = None
+            if count:
+                counted = sa.select(sa.func.count()).select_from(resources)
+                if filters:
+                    counted = counted.where(*filters)
+                total = int((await conn.execute(counted)).scalar() or 0)
+    except Exception as error:
+        # The driver's message can quote bound parameters: only its type and first line go on.
+        raise _storage_error(error) from error
     more = query.limit_ is not None and len(rows) > query.limit_
     if more:
         rows = rows[: query.limit_]
