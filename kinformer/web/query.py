@@ -54,6 +54,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from kinformer.errors import InvalidArgumentError, InvalidError, NotFoundError, SelectorError
 from kinformer.query import Query
+from kinformer.selectors import FieldSelector
+from kinformer.web import exposure
 from kinformer.web.responses import Response, json_response
 
 if TYPE_CHECKING:
@@ -227,10 +229,28 @@ def served_resource(api: CacheApi, parts: Sequence[str]) -> Served:
     if len(parts) != 3:
         raise NotFoundError(404, "NotFound", _NOT_FOUND)
     group, version, plural = parts
-    served = api._served.get((group if group != CORE_GROUP else "", version, plural))
+    group = group if group != CORE_GROUP else ""
+    if (group, plural) in api.denied:  # the same 403 as the Kubernetes-style paths give
+        api._check_exposed(group, [plural], {})
+    served = api._served.get((group, version, plural))
     if served is None:
         raise NotFoundError(404, "NotFound", _NOT_FOUND)
     return served
+
+
+def _check_secret_query(query: QueryParams) -> None:
+    """400 for a filter or ordering that could probe a redacted Secret's data (exposure.py)."""
+    paths = [path for path, _ in query.wheres]
+    paths += [o.lstrip("+-") for o in query.order_by]
+    for text in query.field_selectors:
+        try:
+            paths += FieldSelector.parse(text).fields()
+        except SelectorError as err:
+            raise _bad(str(err)) from None
+    bad = exposure.check_secret_query_paths(paths)
+    if bad is not None:
+        raise _bad(f"{bad!r} cannot be used on redacted secrets: only metadata (not annotations), "
+                   "type and immutable")
 
 
 def serve_query(api: CacheApi, parts: Sequence[str], params: Mapping[str, Sequence[str]]) -> Response:
@@ -240,6 +260,9 @@ def serve_query(api: CacheApi, parts: Sequence[str], params: Mapping[str, Sequen
     scope = set(query.namespaces)
     # The cache must hold every namespace asked for: a namespace-scoped one answers for its own only.
     informer = api._ready_informer(served, next(iter(scope)) if len(scope) == 1 else None)
+    redact = api._redactor(served)
+    if redact is not None:
+        _check_secret_query(query)
     q = query.apply(Query(informer.indexer))
     assert served.history is not None
     rv = served.history.list_rv()  # the cache is read in the same synchronous step
@@ -250,7 +273,8 @@ def serve_query(api: CacheApi, parts: Sequence[str], params: Mapping[str, Sequen
         raise _bad(str(err)) from None
     kind, api_version = served.list_kind()
     type_meta = {"kind": kind.removesuffix("List"), "apiVersion": api_version}
-    body: dict[str, Any] = {"resourceVersion": rv, "items": [{**type_meta, **o} for o in page.items],
+    items = page.items if redact is None else [redact(o) for o in page.items]
+    body: dict[str, Any] = {"resourceVersion": rv, "items": [{**type_meta, **o} for o in items],
                             "nextCursor": page.next_cursor}
     if query.count:
         body["total"], body["remaining"] = page.total, page.remaining
