@@ -9,7 +9,9 @@ gets `-2`, `-3`, ...).
 `--serve HOST:PORT` also serves the mirror's search over HTTP (`SearchApi`,
 kinformer/mirror/http.py: `/search...`, `/readyz`) for as long as it runs; once listening it
 prints `{"serving": "http://HOST:PORT"}` (the port chosen when PORT is 0). It does not go
-with `--once`, which exits at the first sync.
+with `--once`, which exits at the first sync. What it serves follows `kinformer serve`'s
+exposure rules: secrets only with `--allow-secrets` (data redacted unless
+`--show-secret-data`), `--deny RESOURCE`, `--token-file PATH` for a bearer token.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import anyio
 import orjson
 import yaml  # kubernetes_asyncio's dependency
 
+from kinformer.errors import InvalidArgumentError
 from kinformer.mirror.http import SearchApi, search_aiohttp_app
 from kinformer.mirror.storage import MirrorStorage
 from kinformer.mirror.sync import Mirror
+from kinformer.web.exposure import BearerAuth, denied_set
 
 
 def add_parser(sub: Any) -> None:
@@ -42,6 +46,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="exit once every cluster is synced and written")
     p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--serve", metavar="HOST:PORT", help="also serve search over HTTP (/search, /readyz) here")
+    p.add_argument("--token-file", metavar="PATH",
+                   help="with --serve, require 'Authorization: Bearer <token>' with the token in this file")
+    p.add_argument("--allow-secrets", action="store_true",
+                   help="with --serve, serve mirrored secrets (their data redacted)")
+    p.add_argument("--show-secret-data", action="store_true",
+                   help="with --allow-secrets, serve secrets' data and stringData as they are")
+    p.add_argument("--deny", action="append", default=[], metavar="RESOURCE",
+                   help="with --serve, never serve this resource; repeatable or comma-separated")
 
 
 def _names(paths: list[str], given: list[str]) -> list[str]:
@@ -110,7 +122,10 @@ async def _run(args: argparse.Namespace) -> int:
                 clients.append(client)
                 await mirror.add_cluster(name, client, resources=resources)
             if args.serve:
-                url = await stack.enter_async_context(_serving(SearchApi(storage, mirror), *_address(args.serve)))
+                api = SearchApi(storage, mirror, allow_secrets=args.allow_secrets,
+                                reveal_secret_data=args.show_secret_data, deny=_deny(args.deny),
+                                bearer_token_file=args.token_file)
+                url = await stack.enter_async_context(_serving(api, *_address(args.serve)))
                 print(orjson.dumps({"serving": url}).decode(), flush=True)
             while True:
                 synced = await mirror.wait_for_sync(args.status_every)
@@ -124,6 +139,10 @@ async def _run(args: argparse.Namespace) -> int:
             await client.close()
 
 
+def _deny(given: list[str]) -> list[str]:
+    return [d.strip() for arg in given for d in arg.split(",") if d.strip()]
+
+
 def run_mirror(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     if args.name and len(args.name) > len(args.kubeconfig):
@@ -135,7 +154,11 @@ def run_mirror(args: argparse.Namespace) -> int:
             return 2
         try:
             _address(args.serve)
-        except ValueError as err:
+            if args.show_secret_data and not args.allow_secrets:
+                raise InvalidArgumentError("--show-secret-data needs --allow-secrets")
+            denied_set(_deny(args.deny), args.allow_secrets)
+            BearerAuth.from_options(None, args.token_file)
+        except (ValueError, InvalidArgumentError) as err:
             print(f"kinformer mirror: {err}", file=sys.stderr)
             return 2
     try:

@@ -31,16 +31,27 @@ process has no informer caches to serve. Both share the parameter vocabulary
   Without a `Mirror` (a reader of a database another process fills) nothing is gated.
 - 503 (Retry-After) also when the database cannot be reached; 500 when it fails otherwise.
 - 404 a path that is not one of the above; 405 a method other than GET.
+
+Exposure, as `CacheApi`'s (kinformer/web/exposure.py): Secrets and `deny`-listed resources
+are not served unless `allow_secrets=True` (a 403 Forbidden Status for their path; left out
+of `/search` over every resource, in SQL, so pages and counts stay exact); an allowed
+Secret's `data`/`stringData` values are `""` unless `reveal_secret_data=True`, and filtering
+or ordering it by anything but metadata (not annotations), `type` and `immutable` is a 400;
+`bearer_token=` / `bearer_token_file=` guards everything but `/readyz` (401 with
+`WWW-Authenticate: Bearer`). A mirror may hold Secrets because its database is its owner's;
+serving them is a separate decision.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kinformer._logging import get_logger
 from kinformer.errors import (
     ApiError,
+    ForbiddenError,
     InvalidArgumentError,
     InvalidError,
     NotFoundError,
@@ -51,8 +62,8 @@ from kinformer.errors import (
 from kinformer.mirror.search import Hit, SearchQuery, search
 from kinformer.mirror.storage import MirrorStorage
 from kinformer.resources import Resource
-from kinformer.web import health
-from kinformer.web.query import CORE_GROUP, QUERY_PARAMETERS, QueryParams
+from kinformer.web import exposure, health
+from kinformer.web.query import CORE_GROUP, QUERY_PARAMETERS, QueryParams, _check_secret_query
 from kinformer.web.responses import Response, json_response, status_response
 
 if TYPE_CHECKING:
@@ -72,9 +83,16 @@ class SearchApi:
     """Serve `search` over `storage` (module docstring); `mirror`, when given, gates each
     cluster on its first sync and feeds `/readyz`."""
 
-    def __init__(self, storage: MirrorStorage, mirror: Mirror | None = None) -> None:
+    def __init__(self, storage: MirrorStorage, mirror: Mirror | None = None, *, allow_secrets: bool = False,
+                 deny: Iterable[Resource | str] = (), reveal_secret_data: bool = False,
+                 bearer_token: str | None = None, bearer_token_file: str | os.PathLike[str] | None = None) -> None:
+        if reveal_secret_data and not allow_secrets:
+            raise InvalidArgumentError("reveal_secret_data=True needs allow_secrets=True")
         self.storage = storage
         self.mirror = mirror
+        self.denied = exposure.denied_set(deny, allow_secrets)
+        self.reveal_secret_data = reveal_secret_data
+        self._auth = exposure.BearerAuth.from_options(bearer_token, bearer_token_file)
         # Every cluster seen in sync once, by name; a cluster removed and added again is a new
         # ClusterSync and waits for its own first sync.
         self._synced: dict[str, ClusterSync] = {}
@@ -105,6 +123,10 @@ class SearchApi:
             params.setdefault(name, []).append(value)
         parts = [p for p in path.split("/") if p]
         try:
+            if self._auth is not None and not exposure.exempt(parts):
+                challenge = self._auth.challenge(exposure.accept_and_authorization(headers)[1])
+                if challenge is not None:
+                    return status_response(401, "Unauthorized", "Unauthorized", None, {"WWW-Authenticate": challenge})
             if method not in ("GET", "HEAD"):
                 raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
                                f"resource: {method} (the mirror is read-only over HTTP)")
@@ -116,6 +138,12 @@ class SearchApi:
             if len(parts) == 4:
                 group, version, plural = parts[1:]
                 resource = Resource(group if group != CORE_GROUP else "", version, plural)
+                if (resource.group, plural) in self.denied:
+                    raise ForbiddenError(403, "Forbidden", f"{plural}{'.' + resource.group if resource.group else ''} "
+                                         "is forbidden: this mirror does not serve it (allow_secrets=True, "
+                                         "kinformer mirror --allow-secrets, or the deny list)",
+                                         status={"details": {"kind": plural, **({"group": resource.group}
+                                                                                if resource.group else {})}})
             return await self._search(resource, params)
         except ApiError as err:
             details = err.status.get("details") if err.status else None
@@ -134,7 +162,11 @@ class SearchApi:
 
     async def _search(self, resource: Resource | None, params: Mapping[str, list[str]]) -> Response:
         parsed = QueryParams.parse(params, SEARCH_PARAMETERS)
-        q = parsed.apply(SearchQuery(resource))
+        redact = not self.reveal_secret_data and exposure.SECRETS not in self.denied and (
+            resource is None or (resource.group, resource.plural) == exposure.SECRETS)
+        if redact:
+            _check_secret_query(parsed)
+        q = parsed.apply(SearchQuery(resource)).exclude(*sorted(self.denied))
         if parsed.clusters is not None:
             q = q.clusters(*parsed.clusters)
         self._gate(parsed.clusters)
@@ -149,7 +181,12 @@ class SearchApi:
         except StorageError as err:
             log.error("search: the database failed", error=str(err))
             raise ServerError(500, "InternalError", "the mirror's database failed the search") from None
-        body: dict[str, Any] = {"items": [_item(h) for h in result.hits], "nextCursor": result.next_cursor}
+        items = [_item(h) for h in result.hits]
+        if redact:
+            for item in items:
+                if item["resource"] == "secrets":
+                    item["object"] = exposure.redact_secret(item["object"])
+        body: dict[str, Any] = {"items": items, "nextCursor": result.next_cursor}
         if parsed.count:
             body["total"] = result.total
         return json_response(body)

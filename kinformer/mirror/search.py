@@ -11,7 +11,8 @@ Every clause becomes SQL built by SQLAlchemy from bound parameters: no text a us
 ever becomes SQL (Clusterpedia passes `orderby` through raw). What each clause means
 (the same as `kinformer.query.Query` on a cache):
 
-- `clusters(*names)`, `resource(r)`: which rows (no resource: every resource).
+- `clusters(*names)`, `resource(r)`: which rows (no resource: every resource);
+  `exclude((group, plural), ...)` leaves resources out (the HTTP layer's deny list).
 - `namespace(*ns)`: `metadata.namespace` is one of them ("" = cluster-scoped).
 - `labels(sel)`: the full label-selector grammar (selectors.py). PostgreSQL: `=` / `in` as
   JSONB containment (`labels @> {"k": "v"}`, served by the GIN index), `k` / `!k` as `?`;
@@ -138,6 +139,7 @@ class SearchQuery:
     ordering: tuple[str, ...]
     limit_: int | None
     cursor: str | None
+    excluded: tuple[tuple[str, str], ...]
 
     def __init__(self, resource: Resource | None = None) -> None:
         for name, default in _DEFAULTS.items():
@@ -155,6 +157,10 @@ class SearchQuery:
 
     def clusters(self, *names: str) -> SearchQuery:
         return self._with(clusters_=tuple(names))
+
+    def exclude(self, *group_resources: tuple[str, str]) -> SearchQuery:
+        """Leave out the rows of these (group, plural) resources, in every version."""
+        return self._with(excluded=self.excluded + tuple(group_resources))
 
     def namespace(self, *namespaces: str) -> SearchQuery:
         return self._with(namespaces=tuple(namespaces))
@@ -205,7 +211,7 @@ class SearchQuery:
 
 _DEFAULTS: dict[str, Any] = {"resource_": None, "clusters_": None, "namespaces": None, "label_selectors": (),
                              "field_selectors": (), "wheres": (), "name_parts": (), "owners": (), "ordering": (),
-                             "limit_": None, "cursor": None}
+                             "limit_": None, "cursor": None, "excluded": ()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +336,8 @@ def _filters(q: SearchQuery, d: _Dialect) -> list[Any]:
     if q.resource_ is not None:
         r = q.resource_
         out += [c.group == r.group, c.version == r.version, c.resource == r.plural]
+    for group, plural in q.excluded:
+        out.append(sa.not_(sa.and_(c.group == group, c.resource == plural)))
     if q.clusters_ is not None:
         out.append(c.cluster.in_(q.clusters_))
     if q.namespaces is not None:

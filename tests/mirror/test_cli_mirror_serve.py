@@ -67,3 +67,15 @@ def test_serve_does_not_go_with_once(capsys: pytest.CaptureFixture[str]) -> None
     assert "--serve and --once do not go together" in capsys.readouterr().err
     assert main(["mirror", "--kubeconfig", "x", "--serve", "nowhere"]) == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_serve_exposure_options_are_checked(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    base = ["mirror", "--kubeconfig", "x", "--serve", "127.0.0.1:0"]
+    assert main([*base, "--show-secret-data"]) == 2
+    assert "--show-secret-data needs --allow-secrets" in capsys.readouterr().err
+    assert main([*base, "--allow-secrets", "--deny", "pods,secrets"]) == 2
+    assert "both allowed" in capsys.readouterr().err
+    empty = tmp_path / "token"
+    empty.write_text("")
+    assert main([*base, "--token-file", str(empty)]) == 2
+    assert "is empty" in capsys.readouterr().err

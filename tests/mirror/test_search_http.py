@@ -3,6 +3,7 @@ both adapters: aiohttp over a loopback port, FastAPI through httpx's ASGI transp
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from aiohttp import web
 from fastapi import FastAPI
 
 from kinformer import Resource
+from kinformer.errors import InvalidArgumentError
 from kinformer.mirror.http import SearchApi, search_aiohttp_app, search_fastapi_router
 from kinformer.mirror.storage import MirrorStorage, StreamBatch
 from kinformer.testing import FakeApiServer, eventually, make_configmap
@@ -67,12 +69,14 @@ class Http:
         if self.client is not None:
             await self.client.aclose()
 
-    async def get(self, path: str, *params: tuple[str, str], method: str = "GET") -> Reply:
+    async def get(self, path: str, *params: tuple[str, str], method: str = "GET",
+                  headers: dict[str, str] | None = None) -> Reply:
         if self.session is not None:
-            async with self.session.request(method, self.url + PREFIX + path, params=list(params)) as resp:
+            async with self.session.request(method, self.url + PREFIX + path, params=list(params),
+                                            headers=headers) as resp:
                 return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.read())
         assert self.client is not None
-        r = await self.client.request(method, PREFIX + path, params=list(params))
+        r = await self.client.request(method, PREFIX + path, params=list(params), headers=headers)
         return Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
 
 
@@ -222,3 +226,50 @@ async def test_with_a_mirror_search_waits_for_each_clusters_first_sync(tmp_path:
         finally:
             await ca.close()
             await cb.close()
+
+
+PASSWORD = "m1rr0r-hunter2"
+ENCODED = base64.b64encode(PASSWORD.encode()).decode()
+SECRET = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+          "metadata": {"name": "db", "namespace": "default", "uid": "s", "resourceVersion": "7"},
+          "data": {"password": ENCODED}}
+TOKEN = "mirror-tok-Zm9vYmFy"
+
+
+@pytest.mark.parametrize("adapter", ["aiohttp", "fastapi"])
+async def test_search_follows_the_exposure_rules(storage: MirrorStorage, adapter: str, tmp_path: Any) -> None:
+    await load(storage)
+    await storage.write([StreamBatch("a", Resource.secrets, [SECRET])])
+    secrets = "/search/core/v1/secrets"
+    async with Http(adapter, SearchApi(storage)) as http:  # secrets denied by default
+        everything = await http.get("/search", ("count", "true"))
+        assert "secrets" not in [i["resource"] for i in everything.json()["items"]]
+        assert everything.json()["total"] == 7  # left out in SQL: counts and pages stay exact
+        status(await http.get(secrets), 403, "Forbidden", "allow_secrets")
+    async with Http(adapter, SearchApi(storage, allow_secrets=True, deny=["nodes"])) as http:
+        (item,) = (await http.get(secrets)).json()["items"]
+        assert item["object"]["data"] == {"password": ""}
+        mixed = (await http.get("/search")).json()["items"]
+        assert [i["object"]["data"] for i in mixed if i["resource"] == "secrets"] == [{"password": ""}]
+        assert "nodes" not in [i["resource"] for i in mixed]
+        status(await http.get("/search/core/v1/nodes"), 403, "Forbidden")
+        for probe in (("where", f"data.password={ENCODED}"), ("orderBy", "-data.password")):
+            for path in (secrets, "/search"):
+                reply = await http.get(path, probe)
+                status(reply, 400, "BadRequest", "cannot be used on redacted secrets")
+                assert ENCODED.encode() not in reply.body and PASSWORD.encode() not in reply.body
+    async with Http(adapter, SearchApi(storage, allow_secrets=True, reveal_secret_data=True)) as http:
+        (item,) = (await http.get(secrets, ("where", f"data.password={ENCODED}"))).json()["items"]
+        assert item["object"]["data"] == {"password": ENCODED}
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    async with Http(adapter, SearchApi(storage, bearer_token_file=token_file)) as http:
+        reply = await http.get(PODS)
+        status(reply, 401, "Unauthorized")
+        assert reply.headers["www-authenticate"].startswith("Bearer")
+        status(await http.get(PODS, headers={"Authorization": "Bearer wrong"}), 401, "Unauthorized")
+        assert len(hits(await http.get(PODS, headers={"Authorization": f"Bearer {TOKEN}"}))) == 6
+        assert (await http.get("/readyz")).status == 200  # health stays open
+        assert TOKEN.encode() not in reply.body
+    with pytest.raises(InvalidArgumentError):
+        SearchApi(storage, reveal_secret_data=True)
