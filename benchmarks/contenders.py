@@ -224,6 +224,8 @@ def measure_reads(indexer: Any) -> dict[str, float]:
 async def relist_kinformer(args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
 
+    from kinformer.reflector import Watching
+
     api = client(args.url)
     inf = informer(api, args)
     async with inf:
@@ -248,7 +250,7 @@ async def relist_kinformer(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         async with aiohttp.ClientSession() as session, session.post(f"{args.url}/admin/expire") as resp:
             assert resp.status == 200
-        await wait_until(lambda: reflector.stats.lists >= 2 and reflector.state.value == "watching", 0.005)
+        await wait_until(lambda: reflector.stats.lists >= 2 and isinstance(reflector.state, Watching), 0.005)
         elapsed = time.perf_counter() - start
         stop.set()
         sampler.join()

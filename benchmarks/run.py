@@ -441,11 +441,16 @@ def main() -> None:
     steps: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
         "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout,
         "workqueue": scenario_workqueue, "mirror": scenario_mirror, "query": scenario_query}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(args.out).with_suffix(".partial.json")
     for name in args.only:
         steps[name](args, results)
+        # Each scenario's figures are kept as soon as they exist: a later scenario that
+        # fails does not throw away the minutes of measurement before it.
+        partial.write_text(json.dumps(results, indent=1))
     results["wall_seconds"] = round(time.time() - started, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
+    partial.unlink(missing_ok=True)
     table = markdown(results)
     if Path(args.out).name == "latest.json":
         (HERE / "RESULTS.md").write_text(table)
