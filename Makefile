@@ -61,7 +61,8 @@ demo: $(RUN_STAMP)
 clean:
 	rm -rf $(VENV) build dist *.egg-info
 
-# The long chaos soak (tests/soak.py): a million writes with faults; prints its report as JSON
-# and fails on a missed delete or a leaked task or socket. SOAK_ARGS="--events 200000" etc.
+# The long chaos soak (tests/soak.py): a million writes with faults from a fake API server in its
+# own process (restarted as a new process along the way); prints its report as JSON and fails on
+# a failed checkpoint, a missed delete or a leaked task, socket or process. SOAK_ARGS="--events 200000" etc.
 soak: $(DEV_STAMP)
 	$(PY) -m tests.soak $(SOAK_ARGS)

@@ -5,21 +5,33 @@ cluster: synced, reachable, resources, rows); `--once` exits (status 0) as soon 
 cluster is synced and written, printing the final status. Logs go to stderr. A cluster's
 name is its kubeconfig's current context unless `--name` gives one (a repeated context name
 gets `-2`, `-3`, ...).
+
+`--serve HOST:PORT` also serves the mirror's search over HTTP (`SearchApi`,
+kinformer/mirror/http.py: `/search...`, `/readyz`) for as long as it runs; once listening it
+prints `{"serving": "http://HOST:PORT"}` (the port chosen when PORT is 0). It does not go
+with `--once`, which exits at the first sync. What it serves follows `kinformer serve`'s
+exposure rules: secrets only with `--allow-secrets` (data redacted unless
+`--show-secret-data`), `--deny RESOURCE`, `--token-file PATH` for a bearer token.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import orjson
 import yaml  # kubernetes_asyncio's dependency
 
+from kinformer.errors import InvalidArgumentError
+from kinformer.mirror.http import SearchApi, search_aiohttp_app
 from kinformer.mirror.storage import MirrorStorage
 from kinformer.mirror.sync import Mirror
+from kinformer.web.exposure import BearerAuth, denied_set
 
 
 def add_parser(sub: Any) -> None:
@@ -33,6 +45,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-concurrent-lists", type=int, default=4)
     p.add_argument("--once", action="store_true", help="exit once every cluster is synced and written")
     p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--serve", metavar="HOST:PORT", help="also serve search over HTTP (/search, /readyz) here")
+    p.add_argument("--token-file", metavar="PATH",
+                   help="with --serve, require 'Authorization: Bearer <token>' with the token in this file")
+    p.add_argument("--allow-secrets", action="store_true",
+                   help="with --serve, serve mirrored secrets (their data redacted)")
+    p.add_argument("--show-secret-data", action="store_true",
+                   help="with --allow-secrets, serve secrets' data and stringData as they are")
+    p.add_argument("--deny", action="append", default=[], metavar="RESOURCE",
+                   help="with --serve, never serve this resource; repeatable or comma-separated")
 
 
 def _names(paths: list[str], given: list[str]) -> list[str]:
@@ -60,6 +81,28 @@ async def _status(mirror: Mirror, storage: MirrorStorage) -> dict[str, Any]:
     }
 
 
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--serve {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@contextlib.asynccontextmanager
+async def _serving(api: SearchApi, host: str, port: int) -> AsyncIterator[str]:
+    from aiohttp import web
+
+    runner = web.AppRunner(search_aiohttp_app(api), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0]
+        yield f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}"
+    finally:
+        await runner.cleanup()
+
+
 async def _run(args: argparse.Namespace) -> int:
     from kubernetes_asyncio.client import ApiClient, Configuration
     from kubernetes_asyncio.config import load_kube_config
@@ -69,14 +112,21 @@ async def _run(args: argparse.Namespace) -> int:
         r.strip() for r in args.resources.split(",") if r.strip()]
     clients = []
     try:
-        async with MirrorStorage(args.db) as storage, Mirror(
-                storage, max_concurrent_lists=args.max_concurrent_lists) as mirror:
+        async with contextlib.AsyncExitStack() as stack:
+            storage = await stack.enter_async_context(MirrorStorage(args.db))
+            mirror = await stack.enter_async_context(Mirror(storage, max_concurrent_lists=args.max_concurrent_lists))
             for name, path in zip(names, args.kubeconfig, strict=True):
                 config = Configuration()
                 await load_kube_config(config_file=path, client_configuration=config)
                 client = ApiClient(config)
                 clients.append(client)
                 await mirror.add_cluster(name, client, resources=resources)
+            if args.serve:
+                api = SearchApi(storage, mirror, allow_secrets=args.allow_secrets,
+                                reveal_secret_data=args.show_secret_data, deny=_deny(args.deny),
+                                bearer_token_file=args.token_file)
+                url = await stack.enter_async_context(_serving(api, *_address(args.serve)))
+                print(orjson.dumps({"serving": url}).decode(), flush=True)
             while True:
                 synced = await mirror.wait_for_sync(args.status_every)
                 print(orjson.dumps(await _status(mirror, storage)).decode(), flush=True)
@@ -89,11 +139,28 @@ async def _run(args: argparse.Namespace) -> int:
             await client.close()
 
 
+def _deny(given: list[str]) -> list[str]:
+    return [d.strip() for arg in given for d in arg.split(",") if d.strip()]
+
+
 def run_mirror(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     if args.name and len(args.name) > len(args.kubeconfig):
         print("kinformer mirror: more --name than --kubeconfig", file=sys.stderr)
         return 2
+    if args.serve:
+        if args.once:
+            print("kinformer mirror: --serve and --once do not go together", file=sys.stderr)
+            return 2
+        try:
+            _address(args.serve)
+            if args.show_secret_data and not args.allow_secrets:
+                raise InvalidArgumentError("--show-secret-data needs --allow-secrets")
+            denied_set(_deny(args.deny), args.allow_secrets)
+            BearerAuth.from_options(None, args.token_file)
+        except (ValueError, InvalidArgumentError) as err:
+            print(f"kinformer mirror: {err}", file=sys.stderr)
+            return 2
     try:
         return anyio.run(_run, args)
     except KeyboardInterrupt:

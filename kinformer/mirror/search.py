@@ -11,7 +11,8 @@ Every clause becomes SQL built by SQLAlchemy from bound parameters: no text a us
 ever becomes SQL (Clusterpedia passes `orderby` through raw). What each clause means
 (the same as `kinformer.query.Query` on a cache):
 
-- `clusters(*names)`, `resource(r)`: which rows (no resource: every resource).
+- `clusters(*names)`, `resource(r)`: which rows (no resource: every resource);
+  `exclude((group, plural), ...)` leaves resources out (the HTTP layer's deny list).
 - `namespace(*ns)`: `metadata.namespace` is one of them ("" = cluster-scoped).
 - `labels(sel)`: the full label-selector grammar (selectors.py). PostgreSQL: `=` / `in` as
   JSONB containment (`labels @> {"k": "v"}`, served by the GIN index), `k` / `!k` as `?`;
@@ -34,6 +35,21 @@ ever becomes SQL (Clusterpedia passes `orderby` through raw). What each clause m
   position, so a row that did not change is never repeated or skipped between pages. A
   cursor made under another ordering, or that does not decode, is `InvalidArgumentError`.
 - `count=True`: `total` counts every match, ignoring cursor and limit.
+- A bad clause or cursor is `InvalidArgumentError`; the database failing is
+  `StorageUnavailableError` (cannot connect: retry) or `StorageError`, as for the storage.
+
+Where search and `Query` over caches holding the same objects disagree, by design (the
+mirror's property test asserts exactly these differences and agreement everywhere else):
+- Ties: search breaks them by (cluster, group, version, resource, namespace, name), the
+  table's key columns; `Query` by (cluster, `namespace/name` key), the API server's etcd key
+  order. They differ only when one namespace is another's prefix followed by a character
+  below `/` (`team` and `team-a`: `-` < `/`, so `team-a/x` sorts before `team/x` by key).
+- Text columns order as text: a digit-only name, namespace, uid or cluster sorts by code
+  point ("10" < "9" < "a"), where `Query`'s typed order puts numbers first, numerically.
+  resourceVersions and creationTimestamps are typed columns and order as `Query` orders them.
+- `where`/`fields` read a float as the database prints it (PostgreSQL and SQLite both print
+  1.0 as "1.0", as Python does, but exponents differ); `name_contains` folds ASCII case only
+  on SQLite (`lower()`), where `Query` uses `str.casefold`. Kubernetes names are ASCII.
 """
 
 from __future__ import annotations
@@ -46,11 +62,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from kinformer.errors import InvalidArgumentError, SelectorError
+from kinformer.errors import InvalidArgumentError, MissingExtraError, SelectorError
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+except ImportError as _missing:  # pragma: no cover - exercised by the packaging test's bare venv
+    raise MissingExtraError("kinformer.mirror's search", "sqlalchemy", "sql") from _missing
+
 from kinformer.mirror.storage import MirrorStorage, resources
+from kinformer.mirror.storage import _wrap as _storage_error
 from kinformer.resources import Resource
 from kinformer.selectors import EQUALS, EXISTS, GT, IN, NOT_EQUALS, NOT_EXISTS, NOT_IN, FieldSelector, LabelSelector
 
@@ -117,6 +139,7 @@ class SearchQuery:
     ordering: tuple[str, ...]
     limit_: int | None
     cursor: str | None
+    excluded: tuple[tuple[str, str], ...]
 
     def __init__(self, resource: Resource | None = None) -> None:
         for name, default in _DEFAULTS.items():
@@ -134,6 +157,10 @@ class SearchQuery:
 
     def clusters(self, *names: str) -> SearchQuery:
         return self._with(clusters_=tuple(names))
+
+    def exclude(self, *group_resources: tuple[str, str]) -> SearchQuery:
+        """Leave out the rows of these (group, plural) resources, in every version."""
+        return self._with(excluded=self.excluded + tuple(group_resources))
 
     def namespace(self, *namespaces: str) -> SearchQuery:
         return self._with(namespaces=tuple(namespaces))
@@ -184,7 +211,7 @@ class SearchQuery:
 
 _DEFAULTS: dict[str, Any] = {"resource_": None, "clusters_": None, "namespaces": None, "label_selectors": (),
                              "field_selectors": (), "wheres": (), "name_parts": (), "owners": (), "ordering": (),
-                             "limit_": None, "cursor": None}
+                             "limit_": None, "cursor": None, "excluded": ()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +336,8 @@ def _filters(q: SearchQuery, d: _Dialect) -> list[Any]:
     if q.resource_ is not None:
         r = q.resource_
         out += [c.group == r.group, c.version == r.version, c.resource == r.plural]
+    for group, plural in q.excluded:
+        out.append(sa.not_(sa.and_(c.group == group, c.resource == plural)))
     if q.clusters_ is not None:
         out.append(c.cluster.in_(q.clusters_))
     if q.namespaces is not None:
@@ -407,14 +436,18 @@ async def search(storage: MirrorStorage, query: SearchQuery, *, count: bool = Fa
     stmt = stmt.order_by(*order)
     if query.limit_ is not None:
         stmt = stmt.limit(query.limit_ + 1)
-    async with storage.engine.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
-        total = None
-        if count:
-            counted = sa.select(sa.func.count()).select_from(resources)
-            if filters:
-                counted = counted.where(*filters)
-            total = int((await conn.execute(counted)).scalar() or 0)
+    try:
+        async with storage.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+            total = None
+            if count:
+                counted = sa.select(sa.func.count()).select_from(resources)
+                if filters:
+                    counted = counted.where(*filters)
+                total = int((await conn.execute(counted)).scalar() or 0)
+    except Exception as error:
+        # The driver's message can quote bound parameters: only its type and first line go on.
+        raise _storage_error(error) from error
     more = query.limit_ is not None and len(rows) > query.limit_
     if more:
         rows = rows[: query.limit_]

@@ -13,6 +13,10 @@ Invariants:
   those Namespace objects exist too, so `kubectl get namespaces` agrees with the pods.
 - It serves until SIGINT or SIGTERM, then stops cleanly (open watches dropped, the
   kubeconfig file removed) and exits 0.
+- `--state-file PATH`: when PATH exists, the server starts from the state in it (objects,
+  resourceVersion counter; no history, so earlier RVs are 410) instead of seeding; at a clean
+  stop it writes its state there. A new process with the same `--port` and `--state-file` is
+  a restart of the old one. A process killed with SIGKILL writes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 
 from kinformer.testing.generators import make_namespace, make_pod
@@ -41,11 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delete dependents (ownerReferences) with their owner")
     parser.add_argument("--require-token", action="store_true",
                         help="refuse requests without the token (kubectl sends none to a plain-HTTP server)")
+    parser.add_argument("--state-file", metavar="PATH",
+                        help="start from the state in PATH when it exists (no seeding); write it there at stop")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the instructions")
 
 
-def _instructions(server: FakeApiServer, kubeconfig: str, pods: int, namespaces: int) -> str:
+def _instructions(server: FakeApiServer, kubeconfig: str, pods: int, namespaces: int,
+                  restored_from: str | None = None) -> str:
     seeded = f"{pods} pods in {namespaces} namespaces" if pods else "no objects yet (--seed-pods N adds pods)"
+    if restored_from is not None:
+        seeded = f"state restored from {restored_from}"
     auth = (f"bearer token {server.token!r} required" if not server.allow_anonymous
             else f"bearer token {server.token!r}, or none (kubectl sends none over plain HTTP)")
     lines = [
@@ -70,11 +80,16 @@ async def _serve(args: argparse.Namespace) -> None:
                            bookmark_interval=args.bookmark_interval, host=args.host, port=args.port,
                            allow_anonymous=not args.require_token, garbage_collector=args.garbage_collector)
     spread = max(1, min(args.namespaces, args.seed_pods))
-    if args.seed_pods:
+    state_file: str | None = args.state_file
+    restored: bool = args.restore
+    if restored:
+        assert state_file is not None
+        server.load_state(state_file)
+    elif args.seed_pods:
         for n in range(spread):
             server.create("namespaces", make_namespace(f"ns-{n}"))
-    for i in range(args.seed_pods):
-        server.create("pods", make_pod(i, f"ns-{i % spread}", size=args.pod_bytes))
+        for i in range(args.seed_pods):
+            server.create("pods", make_pod(i, f"ns-{i % spread}", size=args.pod_bytes))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -86,15 +101,19 @@ async def _serve(args: argparse.Namespace) -> None:
             print(json.dumps({"url": server.url, "token": server.token, "kubeconfig": kubeconfig,
                               "resourceVersion": server.resource_version}), flush=True)
         else:
-            print(_instructions(server, kubeconfig, args.seed_pods, spread if args.seed_pods else 0), flush=True)
+            print(_instructions(server, kubeconfig, args.seed_pods, spread if args.seed_pods else 0,
+                                state_file if restored else None), flush=True)
         await stop.wait()
     finally:
         await server.stop()
+        if state_file is not None:
+            server.save_state(state_file)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
 
 def run(args: argparse.Namespace) -> int:
+    args.restore = args.state_file is not None and os.path.exists(args.state_file)
     asyncio.run(_serve(args))
     if not args.json:
         print("fake API server stopped", flush=True)

@@ -11,6 +11,11 @@ Invariants:
   built-in list items as the real server does. Stored objects are never mutated: a write
   stores a new dict, so snapshots, history and in-flight responses stay consistent.
 - `snapshot(resource, rv)` is the state at `rv`, rebuilt by undoing newer events.
+- `dump_state()` / `load_state(state)` carry what survives a restart of a real API server
+  (what etcd keeps): the objects, the resourceVersion counter and the registered resources.
+  History does not survive: after `load_state` the floor is the restored counter, so a watch
+  or list at any earlier RV gets 410, as from a kube-apiserver whose watch cache was rebuilt
+  by a fresh list. The counter only moves forward: the next write gets restored RV + 1.
 
 Writes follow the real registry strategies where a client can tell:
 - `create` honours `generateName` (five random characters appended), sets uid,
@@ -362,6 +367,38 @@ class Cluster:
                 self.delete(resource, meta["name"], meta.get("namespace"))
             del self.resources[resource]
             del self.by_path[(resource.group, resource.version, resource.plural)]
+
+    # -- restart ----------------------------------------------------------------------------
+
+    def dump_state(self) -> Obj:
+        """The durable state as plain JSON data (see the module docstring)."""
+        return {
+            "resourceVersion": self.rv,
+            "resources": [
+                {"group": r.group, "version": r.version, "plural": r.plural, "namespaced": r.namespaced,
+                 "kind": r.kind, "fields": sorted(info.fields), "builtin": info.builtin,
+                 "objects": list(info.objects.values())}
+                for r, info in self.resources.items()
+            ],
+        }
+
+    def load_state(self, state: Obj) -> None:
+        """Replace every object and the counter with `state` (from `dump_state`); no events."""
+        rv = int(state["resourceVersion"])
+        if rv < self.rv:
+            raise ValueError(f"state at resourceVersion {rv} is older than this server's {self.rv}")
+        for entry in state["resources"]:
+            resource = Resource(entry["group"], entry["version"], entry["plural"], entry["namespaced"],
+                                entry["kind"])
+            self.register(resource, fields=entry["fields"], builtin=entry["builtin"])
+        for entry in state["resources"]:
+            known = self.lookup(entry["group"], entry["version"], entry["plural"])
+            assert known is not None
+            info = self.resources[known]
+            info.objects = {object_key(o["metadata"].get("namespace"), o["metadata"]["name"]): o
+                            for o in entry["objects"]}
+        self.rv = rv
+        self.compact()
 
     # -- reads ----------------------------------------------------------------------------
 

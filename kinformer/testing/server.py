@@ -16,6 +16,12 @@ are written down):
   `fail_next(n, code, retry_after=, verbs=)`, `malformed_lines(n)`, `stall_watches()`,
   `slow_writes(seconds)` (`_faults`). `requests` records every resource request.
 
+Restart: `save_state(path)` writes the durable state (objects, the resourceVersion counter,
+registered resources) as JSON; `load_state(path)` on a fresh server (before or after
+`start()`) restores it with no history, so every earlier RV is 410 Gone, as after a
+kube-apiserver restart (`_cluster`). `python -m kinformer.testing --state-file PATH` does
+both around a process's life, so a new process on the same port continues the old one.
+
 Lifecycle: `async with FakeApiServer() as server:` (or `await start()` / `await stop()`)
 binds 127.0.0.1 on an ephemeral port; `stop()` drops open watches, closes the listener and
 removes the kubeconfig file it wrote. The Python API (`create`, `update`, `patch`, `delete`,
@@ -35,8 +41,10 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from kinformer.resources import Resource
@@ -195,6 +203,20 @@ class FakeApiServer:
             if known == resource:
                 return known
         raise StatusError(404, "NotFound", f"resource {resource} is not registered")
+
+    # -- restart ----------------------------------------------------------------------------
+
+    def save_state(self, path: str | os.PathLike[str]) -> None:
+        """Write the durable state to `path` (atomically: a temporary file, then a rename)."""
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(orjson.dumps(self.cluster.dump_state()))
+        partial.replace(target)
+
+    def load_state(self, path: str | os.PathLike[str]) -> None:
+        """Replace the objects and the counter with those `save_state` wrote; history is empty
+        (every earlier RV is 410), open watches find out at once."""
+        self.cluster.load_state(orjson.loads(Path(path).read_bytes()))
 
     # -- faults ---------------------------------------------------------------------------
 

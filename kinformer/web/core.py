@@ -92,6 +92,7 @@ from kinformer.selectors import FieldSelector, LabelSelector
 from kinformer.store import NAMESPACE_INDEX
 from kinformer.web import exposure, health
 from kinformer.web.history import Change, WatchHistory
+from kinformer.web.query import QUERY_PATH, serve_query
 from kinformer.web.responses import (
     JSON,
     Response,
@@ -368,6 +369,8 @@ class CacheApi:
             return health.render(head, self.liveness_checks(), "/".join(parts[1:]), params)
         if head == "metrics" and len(parts) == 1:
             return self._metrics()
+        if head == QUERY_PATH:
+            return serve_query(self, parts[1:], params)
         if head == "api":
             if len(parts) == 1:
                 return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})

@@ -142,6 +142,22 @@ def check_secret_fields(fields: Iterable[str]) -> str | None:
     return None
 
 
+def check_secret_query_paths(paths: Iterable[str]) -> str | None:
+    """The first path a query over redacted Secrets may not filter or order by, or None.
+
+    Filtering or ordering on a redacted value would reveal it a guess at a time (or by
+    rank), so only metadata is allowed, without `metadata.annotations` (which can hold the
+    last-applied configuration, data included), and `type` / `immutable`.
+    """
+    for path in paths:
+        if path in SECRET_FIELDS or path in ("immutable",):
+            continue
+        if path.startswith("metadata.") and not path.startswith("metadata.annotations"):
+            continue
+        return path
+    return None
+
+
 class BearerAuth:
     """One expected bearer token; `check` says whether a request's headers carry it."""
 

@@ -226,6 +226,32 @@ async def test_a_redacted_secrets_data_cannot_be_probed_with_a_field_selector(ca
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("kind", ADAPTERS)
+async def test_the_query_endpoint_redacts_secrets_and_refuses_probes(caches: Caches, kind: str) -> None:
+    async with http(kind, caches.default) as api:
+        reply = await api.request("GET", "/query/core/v1/secrets")
+        assert (reply.status, reply.json()["reason"]) == (403, "Forbidden")
+    async with http(kind, caches.allowed) as api:
+        reply = await api.request("GET", "/query/core/v1/secrets", [("orderBy", "-metadata.name"), ("count", "true")])
+        assert reply.status == 200
+        (item,) = reply.json()["items"]
+        assert_redacted(item)
+        for params in ([("where", f"data.password={ENCODED}")], [("whereIn", f"stringData.password={PASSWORD},x")],
+                       [("orderBy", "-data.password")], [("fieldSelector", f"data.password={ENCODED}")],
+                       [("where", f"metadata.annotations.{LAST_APPLIED}=x")]):
+            reply = await api.request("GET", "/query/core/v1/secrets", params)
+            assert (reply.status, reply.json()["reason"]) == (400, "BadRequest"), params
+            assert "cannot be used on redacted secrets" in reply.json()["message"]
+            assert not any(n.encode() in reply.body for n in (PASSWORD, ENCODED))
+        reply = await api.request("GET", "/query/core/v1/configmaps")
+        assert (reply.status, reply.json()["reason"]) == (403, "Forbidden")  # on this cache's deny list
+    async with http(kind, caches.revealed) as api:
+        reply = await api.request("GET", "/query/core/v1/secrets", [("where", f"data.password={ENCODED}")])
+        assert reply.status == 200
+        assert [i["data"]["password"] for i in reply.json()["items"]] == [ENCODED]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("kind", ADAPTERS)
 async def test_secret_data_is_revealed_only_when_asked(caches: Caches, kind: str) -> None:
     async with http(kind, caches.revealed) as api:
         got = (await api.request("GET", "/api/v1/namespaces/default/secrets/db")).json()
