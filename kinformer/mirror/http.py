@@ -36,7 +36,8 @@ Exposure, as `CacheApi`'s (kinformer/web/exposure.py): Secrets and `deny`-listed
 are not served unless `allow_secrets=True` (a 403 Forbidden Status for their path; left out
 of `/search` over every resource, in SQL, so pages and counts stay exact); an allowed
 Secret's `data`/`stringData` values are `""` unless `reveal_secret_data=True`, and filtering
-or ordering it by anything but metadata (not annotations), `type` and `immutable` is a 400;
+or ordering secrets by anything but metadata (not annotations), `type` and `immutable` is a
+400 (on `/search` over every resource, such a search leaves secrets out instead);
 `bearer_token=` / `bearer_token_file=` guards everything but `/readyz` (401 with
 `WWW-Authenticate: Bearer`). A mirror may hold Secrets because its database is its owner's;
 serving them is a separate decision.
@@ -162,11 +163,20 @@ class SearchApi:
 
     async def _search(self, resource: Resource | None, params: Mapping[str, list[str]]) -> Response:
         parsed = QueryParams.parse(params, SEARCH_PARAMETERS)
-        redact = not self.reveal_secret_data and exposure.SECRETS not in self.denied and (
+        excluded = set(self.denied)
+        redact = not self.reveal_secret_data and exposure.SECRETS not in excluded and (
             resource is None or (resource.group, resource.plural) == exposure.SECRETS)
         if redact:
-            _check_secret_query(parsed)
-        q = parsed.apply(SearchQuery(resource)).exclude(*sorted(self.denied))
+            try:
+                _check_secret_query(parsed)
+            except InvalidError:
+                if resource is not None:
+                    raise
+                # Over every resource, a filter or ordering on other paths is fine for the other
+                # resources: it leaves secrets out rather than refusing the search.
+                excluded.add(exposure.SECRETS)
+                redact = False
+        q = parsed.apply(SearchQuery(resource)).exclude(*sorted(excluded))
         if parsed.clusters is not None:
             q = q.clusters(*parsed.clusters)
         self._gate(parsed.clusters)
