@@ -65,4 +65,4 @@ clean:
 # own process (restarted as a new process along the way); prints its report as JSON and fails on
 # a failed checkpoint, a missed delete or a leaked task, socket or process. SOAK_ARGS="--events 200000" etc.
 soak: $(DEV_STAMP)
-	$(PY) -m tests.soak $(SOAK_ARGS)
+	$(PY) -m tests.soak --out benchmarks/results/soak.json $(SOAK_ARGS)

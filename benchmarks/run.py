@@ -403,7 +403,34 @@ def markdown(results: dict[str, Any]) -> str:
                         "hand-written scan ms", "Lister.list ms"], rows)
         lines += [f"Building the label index over the whole cache took {qr['label_index_build_s']:.2f} s, the owner "
                   f"index {qr['owner_index_build_s']:.2f} s (once, on first use or at start).", ""]
+    lines += soak_section(HERE / "results" / "soak.json")
     return "\n".join(lines)
+
+
+def soak_section(path: Path) -> list[str]:
+    """`make soak`'s last report (tests/soak.py --out), if there is one."""
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    r, a = record["report"], record["arguments"]
+    faults = ", ".join(f"{kind} {n}" for kind, n in r["faults"].items())
+    rows = [
+        ["writes", f"{r['events']:,} over {a['objects']:,} objects (seed {a['seed']}), a fault every "
+                   f"{a['fault_every']:,} writes"],
+        ["duration", f"{r['seconds']:,.0f} s wall, {r['cpu_seconds']:,.0f} s CPU (informer process)"],
+        ["faults injected", faults],
+        ["server process restarts", f"{r['server_restarts']}"],
+        ["checkpoints (cache, mirrors, controller == server)", f"{r['checkpoints']}, all passed"],
+        ["missed deletes", f"{r['missed_deletes']} ({r['deletes_delivered']:,} deletes and "
+                           f"{r['tombstones_delivered']:,} tombstones delivered)"],
+        ["relists", f"{r['relists']:,}"],
+        ["reconciles", f"{r['reconciles']:,} ({r['reconcile_errors']:,} raised and requeued)"],
+        ["RSS", f"max {r['rss_max_mib']:.1f} MiB, slope after warm-up {r['rss_slope_mib_per_min']:.2f} MiB/min; "
+                f"at the last 5 checkpoints {', '.join(f'{x:.1f}' for x in r['rss_at_checkpoints_mib'][-5:])} MiB"],
+        ["leaked tasks / sockets / processes",
+         f"{r['tasks_leaked']} / {r['sockets_leaked']} / {r['processes_leaked']}"],
+    ]
+    return table(f"## 10. Soak (`make soak`, {record['date']})", ["", "value"], rows)
 
 
 def main() -> None:

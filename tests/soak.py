@@ -657,6 +657,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=20_000)
     parser.add_argument("--fault-every", type=int, default=2000)
     parser.add_argument("--checkpoint-every", type=int, default=50_000)
+    parser.add_argument("--out", help="also write the report (with the date and arguments) as JSON here; "
+                        "benchmarks/results/soak.json is rendered into benchmarks/RESULTS.md")
     parser.add_argument("--serve", action="store_true", help="be the server process (started by the soak)")
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--state-dir", help=argparse.SUPPRESS)
@@ -668,6 +670,13 @@ def main() -> None:
     report = asyncio.run(run_soak(args.events, args.seed, args.objects, args.fault_every, args.checkpoint_every,
                                   log=lambda s: print(s, file=sys.stderr, flush=True)))
     print(json.dumps(asdict(report), indent=1))
+    if args.out:
+        record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "arguments": {k: getattr(args, k) for k in ("events", "seed", "objects", "fault_every",
+                                                              "checkpoint_every")},
+                  "report": asdict(report)}
+        with open(args.out, "w") as fh:
+            json.dump(record, fh, indent=1)
     ok = report.missed_deletes == 0 and report.tasks_leaked == 0 and report.sockets_leaked == 0 \
         and report.processes_leaked == 0
     sys.exit(0 if ok else 1)
