@@ -463,7 +463,7 @@ def main() -> None:
                                "machine": machine(), "parameters": vars(args) | {"go_peer": go_peer}}
     if args.merge and Path(args.out).exists():
         previous = json.loads(Path(args.out).read_text())
-        previous.setdefault("merged", []).append({"date": results["date"], "only": args.only})
+        previous.setdefault("merged", []).append({"date": results["date"], "only": args.only, "runs": args.runs})
         results = previous | {"machine": results["machine"]}
     steps: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
         "watch": scenario_watch, "sync": scenario_sync, "relist": scenario_relist, "fanout": scenario_fanout,
