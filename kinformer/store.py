@@ -20,10 +20,11 @@ Invariants (as client-go's `threadSafeMap` / `storeIndex`):
 from __future__ import annotations
 
 import builtins
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -343,6 +344,11 @@ class Indexer:
         return iter(self.list())
 
 
+_intern = sys.intern
+SHARED_CAPACITY = 100_000
+"""How many distinct index-value tuples and label sets a compact store shares at most."""
+
+
 class CompactObject(NamedTuple):
     """How `CompactIndexer` keeps one object: its JSON and what reads must not decode for."""
 
@@ -370,6 +376,10 @@ class CompactIndexer(Indexer):
       read keys (an LRU): the informer's `old` of an update and a hot key's reads come from
       it instead of a decode. It holds references to the very dicts handed out; objects are
       never mutated, so they equal the stored bytes.
+    - Equal index-value tuples and equal label sets are one shared object (a bounded table,
+      `SHARED_CAPACITY`, started over when full), their strings interned: most objects share
+      a namespace and a few label sets, and each copy would otherwise pin allocator pools
+      among the decoded objects it was taken from.
     - Memory per object is about its JSON size: bytes are not tracked by CPython's cyclic GC,
       and tuples and dicts of strings are untracked by it, so a large compact cache also
       costs the collector almost nothing.
@@ -384,6 +394,7 @@ class CompactIndexer(Indexer):
             raise InvalidArgumentError("decoded_cache must be >= 0")
         self.decoded_cache = decoded_cache
         self._decoded: OrderedDict[str, Any] = OrderedDict()
+        self._shared: dict[Any, Any] = {}  # index-value tuples and label dicts, shared (`_share`)
         self.decodes = 0
         """How many objects reads have decoded (decoded-cache hits excluded)."""
 
@@ -394,11 +405,40 @@ class CompactIndexer(Indexer):
         if not isinstance(meta, dict):
             meta = {}
         labels = meta.get("labels") or None
-        values = tuple(tuple(self._safe_values(name, func, obj, key)) for name, func in self._indexers.items())
+        if labels is not None:
+            labels = self._shared_labels(labels)
+        values = self._share(tuple(tuple(_intern(v) if type(v) is str else v
+                                         for v in self._safe_values(name, func, obj, key))
+                                   for name, func in self._indexers.items()))
         # orjson returns its output buffer as is: a 3 KB object's bytes hold a 32 KB block
         # (measured with tracemalloc). A copy of exactly its length is what the cache keeps.
         data = memoryview(orjson.dumps(obj)).tobytes()
         return CompactObject(data, str(meta.get("resourceVersion") or ""), labels, values)
+
+    def _share(self, value: Any) -> Any:
+        """The one equal `value` already kept (tuples of index values repeat across objects:
+        one namespace, one node); the table starts over when full, so it stays bounded."""
+        shared = self._shared.get(value)
+        if shared is None:
+            if len(self._shared) >= SHARED_CAPACITY:
+                self._shared.clear()
+            self._shared[value] = shared = value
+        return shared
+
+    def _shared_labels(self, labels: Any) -> Mapping[str, str] | None:
+        """`labels` as a dict shared by every object with the same labels (never mutated:
+        `labels_of` is a read-only view), its strings interned."""
+        try:
+            items = tuple(labels.items())
+            shared = self._shared.get(items)
+        except (AttributeError, TypeError):  # not a dict of hashable values: keep it as it is
+            return labels if isinstance(labels, Mapping) else None
+        if shared is None:
+            if len(self._shared) >= SHARED_CAPACITY:
+                self._shared.clear()
+            shared = self._shared[items] = {_intern(k) if type(k) is str else k: _intern(v) if type(v) is str else v
+                                            for k, v in items}
+        return cast("Mapping[str, str]", shared)
 
     def _decode(self, key: str, entry: CompactObject) -> Any:
         """The object of `entry`, from the decoded cache when it is there; the caller holds no lock."""

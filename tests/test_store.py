@@ -1,4 +1,5 @@
 import threading
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,26 @@ def test_intersect_indices_sizes_intersection_and_no_shared_sets() -> None:
     assert pairs == [("ns1/d1", db1)] and idx.intersect_indices([("app", {"db"})]) == ([0], [])
     with pytest.raises(KeyError):
         idx.intersect_indices([("nope", {"x"})])
+
+
+def test_compact_store_shares_equal_labels_and_index_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kinformer import store
+
+    def name_length(o: Any) -> list[Any]:  # a non-string index value: kept as it is, not interned
+        return [len(o["metadata"]["name"])]
+
+    idx = store.CompactIndexer(indexers={NAMESPACE_INDEX: namespace_index_func, "n": name_length})
+    a, b = obj("a", app="web", tier="x"), obj("b", app="web", tier="x")
+    idx.update(a)
+    idx.update(b)
+    assert idx.labels_of("default/a") == {"app": "web", "tier": "x"}
+    assert idx.labels_of("default/a") is idx.labels_of("default/b")  # one shared dict
+    assert idx._items["default/a"].values is idx._items["default/b"].values
+    a["metadata"]["labels"]["app"] = "changed"  # the caller's object, after the write
+    assert idx.labels_of("default/a") == {"app": "web", "tier": "x"}
+    assert sorted(o["metadata"]["name"] for o in idx.by_index("n", 1)) == ["a", "b"]  # type: ignore[arg-type]
+    monkeypatch.setattr(store, "SHARED_CAPACITY", 1)  # the table starts over: still correct, just not shared
+    for i in range(5):
+        idx.update(obj(f"c{i}", app=f"a{i}"))
+    assert [idx.labels_of(f"default/c{i}") for i in range(5)] == [{"app": f"a{i}"} for i in range(5)]
+    assert len(idx._shared) <= 1
