@@ -103,8 +103,12 @@ def measure(cmd: list[str], runs: int, warmup: bool = True) -> dict[str, Any]:
     """Warm-up run (discarded), then `runs` runs; median of every numeric field."""
     if warmup:
         run_once(cmd)
-    samples = [run_once(cmd) for _ in range(runs)]
-    out: dict[str, Any] = {"runs": runs, "samples": samples}
+    return _medians([run_once(cmd) for _ in range(runs)])
+
+
+def _medians(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The samples, and the median of every numeric field."""
+    out: dict[str, Any] = {"runs": len(samples), "samples": samples}
     for key, value in samples[0].items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = statistics.median(s[key] for s in samples)
@@ -122,14 +126,7 @@ def measure_interleaved(cmds: dict[str, list[str]], runs: int, warmup: bool = Tr
     for _ in range(runs):
         for name, cmd in cmds.items():
             samples[name].append(run_once(cmd))
-    out: dict[str, dict[str, Any]] = {}
-    for name, runs_of in samples.items():
-        result: dict[str, Any] = {"runs": runs, "samples": runs_of}
-        for key, value in runs_of[0].items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                result[key] = statistics.median(s[key] for s in runs_of)
-        out[name] = result
-    return out
+    return {name: _medians(runs_of) for name, runs_of in samples.items()}
 
 
 def machine() -> dict[str, Any]:

@@ -93,15 +93,9 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free port)")
     serve.add_argument("--failure-threshold", type=float, default=300.0, metavar="SECONDS",
                        help="/livez fails once list/watch has been failing this long (default 300)")
-    serve.add_argument("--token-file", metavar="PATH",
-                       help="require 'Authorization: Bearer <token>' with the token in this file "
-                            "(health checks stay open)")
-    serve.add_argument("--allow-secrets", action="store_true",
-                       help="serve secrets if listed in --resources (their data redacted)")
-    serve.add_argument("--show-secret-data", action="store_true",
-                       help="with --allow-secrets, serve secrets' data and stringData as they are")
-    serve.add_argument("--deny", action="append", default=[], metavar="RESOURCE",
-                       help="never serve (or inform) this resource; repeatable or comma-separated")
+    from kinformer.web import exposure
+
+    exposure.add_cli_options(serve)
     cluster_options(serve, 2.0)
 
 
@@ -432,13 +426,10 @@ def serve_setup(args: argparse.Namespace, client: Any) -> tuple[Any, InformerFac
     """`serve`'s CacheApi and factory. Denied resources are dropped with a warning on stderr
     (their informers are never made); unless --show-secret-data, the factory's transform
     empties Secrets' data as each object is decoded, so it never sits in the cache."""
-    from kinformer.web import CacheApi, LivenessPolicy, redact_secrets
-    from kinformer.web.exposure import denied_set
+    from kinformer.web import CacheApi, LivenessPolicy, exposure, redact_secrets
 
-    if args.show_secret_data and not args.allow_secrets:
-        raise KinformerError("--show-secret-data needs --allow-secrets")
-    deny = [d.strip() for arg in args.deny for d in arg.split(",") if d.strip()]
-    denied = denied_set(deny, args.allow_secrets)
+    options = exposure.cli_options(args)
+    denied = exposure.denied_set(options["deny"], args.allow_secrets)
     resources = []
     for r in (_resource(name.strip()) for name in args.resources.split(",") if name.strip()):
         if (r.group, r.plural) in denied:
@@ -448,8 +439,7 @@ def serve_setup(args: argparse.Namespace, client: Any) -> tuple[Any, InformerFac
             resources.append(r)
     # An unreadable token file is an InvalidArgumentError: one line, exit 1.
     cache = CacheApi(resources, page=True, liveness=LivenessPolicy(failure_threshold=args.failure_threshold),
-                     allow_secrets=args.allow_secrets, deny=deny, reveal_secret_data=args.show_secret_data,
-                     bearer_token_file=args.token_file)
+                     **options)
     transform = None if args.show_secret_data else redact_secrets
     return cache, InformerFactory(client, namespace=args.namespace or None, transform=transform)
 

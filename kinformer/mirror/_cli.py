@@ -31,7 +31,7 @@ from kinformer.errors import InvalidArgumentError
 from kinformer.mirror.http import SearchApi, search_aiohttp_app
 from kinformer.mirror.storage import MirrorStorage
 from kinformer.mirror.sync import Mirror
-from kinformer.web.exposure import BearerAuth, denied_set
+from kinformer.web import exposure
 
 
 def add_parser(sub: Any) -> None:
@@ -46,14 +46,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="exit once every cluster is synced and written")
     p.add_argument("--status-every", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--serve", metavar="HOST:PORT", help="also serve search over HTTP (/search, /readyz) here")
-    p.add_argument("--token-file", metavar="PATH",
-                   help="with --serve, require 'Authorization: Bearer <token>' with the token in this file")
-    p.add_argument("--allow-secrets", action="store_true",
-                   help="with --serve, serve mirrored secrets (their data redacted)")
-    p.add_argument("--show-secret-data", action="store_true",
-                   help="with --allow-secrets, serve secrets' data and stringData as they are")
-    p.add_argument("--deny", action="append", default=[], metavar="RESOURCE",
-                   help="with --serve, never serve this resource; repeatable or comma-separated")
+    exposure.add_cli_options(p, "with --serve, ")
 
 
 def _names(paths: list[str], given: list[str]) -> list[str]:
@@ -122,9 +115,7 @@ async def _run(args: argparse.Namespace) -> int:
                 clients.append(client)
                 await mirror.add_cluster(name, client, resources=resources)
             if args.serve:
-                api = SearchApi(storage, mirror, allow_secrets=args.allow_secrets,
-                                reveal_secret_data=args.show_secret_data, deny=_deny(args.deny),
-                                bearer_token_file=args.token_file)
+                api = SearchApi(storage, mirror, **exposure.cli_options(args))
                 url = await stack.enter_async_context(_serving(api, *_address(args.serve)))
                 print(orjson.dumps({"serving": url}).decode(), flush=True)
             while True:
@@ -139,10 +130,6 @@ async def _run(args: argparse.Namespace) -> int:
             await client.close()
 
 
-def _deny(given: list[str]) -> list[str]:
-    return [d.strip() for arg in given for d in arg.split(",") if d.strip()]
-
-
 def run_mirror(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     if args.name and len(args.name) > len(args.kubeconfig):
@@ -154,10 +141,7 @@ def run_mirror(args: argparse.Namespace) -> int:
             return 2
         try:
             _address(args.serve)
-            if args.show_secret_data and not args.allow_secrets:
-                raise InvalidArgumentError("--show-secret-data needs --allow-secrets")
-            denied_set(_deny(args.deny), args.allow_secrets)
-            BearerAuth.from_options(None, args.token_file)
+            exposure.cli_options(args)
         except (ValueError, InvalidArgumentError) as err:
             print(f"kinformer mirror: {err}", file=sys.stderr)
             return 2

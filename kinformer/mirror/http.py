@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any
 from kinformer._logging import get_logger
 from kinformer.errors import (
     ApiError,
-    ForbiddenError,
     InvalidArgumentError,
     InvalidError,
     NotFoundError,
@@ -65,7 +64,7 @@ from kinformer.mirror.storage import MirrorStorage
 from kinformer.resources import Resource
 from kinformer.web import exposure, health
 from kinformer.web.query import CORE_GROUP, QUERY_PARAMETERS, QueryParams, _check_secret_query
-from kinformer.web.responses import Response, json_response, status_response
+from kinformer.web.responses import Response, error_response, json_response, status_response
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -140,16 +139,10 @@ class SearchApi:
                 group, version, plural = parts[1:]
                 resource = Resource(group if group != CORE_GROUP else "", version, plural)
                 if (resource.group, plural) in self.denied:
-                    raise ForbiddenError(403, "Forbidden", f"{plural}{'.' + resource.group if resource.group else ''} "
-                                         "is forbidden: this mirror does not serve it (allow_secrets=True, "
-                                         "kinformer mirror --allow-secrets, or the deny list)",
-                                         status={"details": {"kind": plural, **({"group": resource.group}
-                                                                                if resource.group else {})}})
+                    raise exposure.forbidden(resource.group, plural, "this mirror")
             return await self._search(resource, params)
         except ApiError as err:
-            details = err.status.get("details") if err.status else None
-            headers_out = {"Retry-After": str(int(err.retry_after))} if err.retry_after is not None else None
-            return status_response(err.code, err.reason, err.message, details, headers_out)
+            return error_response(err)
 
     def _gate(self, clusters: tuple[str, ...] | None) -> None:
         mirror = self.mirror

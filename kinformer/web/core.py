@@ -97,6 +97,7 @@ from kinformer.web.responses import (
     JSON,
     Response,
     StreamResponse,
+    error_response,
     json_response,
     status_object,
     status_response,
@@ -351,9 +352,7 @@ class CacheApi:
                                f"resource: {method} (this cache is read-only)")
             return self._route(parts, params, accept)
         except ApiError as err:
-            details = err.status.get("details") if err.status else None
-            headers_out = {"Retry-After": str(int(err.retry_after))} if err.retry_after is not None else None
-            return status_response(err.code, err.reason, err.message, details, headers_out)
+            return error_response(err)
 
     def _route(self, parts: list[str], params: dict[str, list[str]], accept: str) -> Response | StreamResponse:
         if not parts:
@@ -458,11 +457,7 @@ class CacheApi:
         Secret's data (exposure.py)."""
         plural = rest[2] if rest[0] == "namespaces" and len(rest) >= 3 else rest[0]
         if (group, plural) in self.denied:
-            how = ("allow_secrets=True, kinformer serve --allow-secrets" if (group, plural) == exposure.SECRETS
-                   else "it is on this cache's deny list")
-            details = {"kind": plural, **({"group": group} if group else {})}
-            raise ForbiddenError(403, "Forbidden", f"{plural}{'.' + group if group else ''} is forbidden: this cache "
-                                 f"does not serve it ({how})", status={"details": details})
+            raise exposure.forbidden(group, plural, "this cache")
         if (group, plural) == exposure.SECRETS and not self.reveal_secret_data:
             bad = exposure.check_secret_fields(_selectors(params)[1].fields())
             if bad is not None:

@@ -49,12 +49,13 @@ Bearer tokens (`CacheApi(bearer_token=...)` or `bearer_token_file=`):
 
 from __future__ import annotations
 
+import argparse
 import hmac
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kinformer.errors import InvalidArgumentError
+from kinformer.errors import ForbiddenError, InvalidArgumentError
 from kinformer.resources import Resource
 
 SECRETS = ("", "secrets")
@@ -132,6 +133,40 @@ def redact_secrets(obj: Any) -> Any:
     if isinstance(obj, dict) and obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1":
         return redact_secret(obj)
     return obj
+
+
+def forbidden(group: str, plural: str, what: str) -> ForbiddenError:
+    """The 403 Forbidden Status for a denied resource (`what` serves it: "this cache")."""
+    how = ("allow_secrets=True, --allow-secrets" if (group, plural) == SECRETS else "it is on the deny list")
+    details = {"kind": plural, **({"group": group} if group else {})}
+    return ForbiddenError(403, "Forbidden", f"{plural}{'.' + group if group else ''} is forbidden: {what} does "
+                          f"not serve it ({how})", status={"details": details})
+
+
+def add_cli_options(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """`--token-file`, `--allow-secrets`, `--show-secret-data` and `--deny` (kinformer serve,
+    kinformer mirror --serve); `scope` prefixes their help ("with --serve, ")."""
+    parser.add_argument("--token-file", metavar="PATH",
+                        help=f"{scope}require 'Authorization: Bearer <token>' with the token in this file "
+                             "(health checks stay open)")
+    parser.add_argument("--allow-secrets", action="store_true",
+                        help=f"{scope}serve secrets (their data redacted)")
+    parser.add_argument("--show-secret-data", action="store_true",
+                        help="with --allow-secrets, serve secrets' data and stringData as they are")
+    parser.add_argument("--deny", action="append", default=[], metavar="RESOURCE",
+                        help=f"{scope}never serve this resource; repeatable or comma-separated")
+
+
+def cli_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `add_cli_options` flags as `CacheApi`/`SearchApi` keyword arguments, checked:
+    `InvalidArgumentError` for an inconsistent set or an unusable token file."""
+    if args.show_secret_data and not args.allow_secrets:
+        raise InvalidArgumentError("--show-secret-data needs --allow-secrets")
+    deny = [d.strip() for arg in args.deny for d in arg.split(",") if d.strip()]
+    denied_set(deny, args.allow_secrets)
+    BearerAuth.from_options(None, args.token_file)
+    return {"allow_secrets": args.allow_secrets, "deny": deny, "reveal_secret_data": args.show_secret_data,
+            "bearer_token_file": args.token_file}
 
 
 def check_secret_fields(fields: Iterable[str]) -> str | None:

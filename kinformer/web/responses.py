@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from kinformer.errors import ApiError
+
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
@@ -52,6 +54,13 @@ def status_object(code: int, reason: str, message: str, details: Mapping[str, An
     if details:
         body["details"] = dict(details)
     return body
+
+
+def error_response(err: ApiError) -> Response:
+    """The Status response for `err` (its details, and Retry-After when it has one)."""
+    details = err.status.get("details") if err.status else None
+    headers = {"Retry-After": str(int(err.retry_after))} if err.retry_after is not None else None
+    return status_response(err.code, err.reason, err.message, details, headers)
 
 
 def status_response(code: int, reason: str, message: str, details: Mapping[str, Any] | None = None,

@@ -16,7 +16,7 @@ from kinformer.query import LABEL_INDEX
 from kinformer.testing import FakeClock, eventually
 from kinformer.web import CacheApi
 from tests.web.conftest import PODS, Client, Env, Reply, make_client, pod
-from tests.web.test_endpoints import Row, is_status, keys, pods_where
+from tests.web.test_endpoints import Row, _status, is_status, keys, pods_where
 
 Q = "/query/core/v1/pods"
 
@@ -30,13 +30,6 @@ def _items(expected: list[str], *, kind: str = "Pod", api_version: str = "v1",
         assert all(i["kind"] == kind and i["apiVersion"] == api_version for i in body["items"])
         assert (body["nextCursor"] is not None) == next_cursor
         assert "total" not in body and "explain" not in body
-    return check
-
-
-def _status(code: int, reason: str, contains: str = "") -> Callable[[Reply, Env], None]:
-    def check(reply: Reply, env: Env) -> None:
-        body = is_status(reply, code, reason)
-        assert contains in body["message"], body["message"]
     return check
 
 
